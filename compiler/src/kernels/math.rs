@@ -1,0 +1,78 @@
+//! Scalar math written so that LLVM vectorises it: branch-free polynomial `exp`, `erf` and the
+//! functions built on them. Every function is `#[inline(always)]` so that it is compiled into the
+//! AVX2 + FMA instances of the kernels that call it (see [`crate::kernels::simd`]).
+
+/// `exp(x)` after Cephes' `expf`: range reduction by `ln 2`, a degree-6 polynomial, and the
+/// exponent built from bits. Relative error about 2 ulp over the clamped range.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.3);
+    let fx = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - fx * 0.693_359_4 + fx * 2.121_944_4e-4;
+    let mut y = 1.987_569_1e-4_f32;
+    y = y * r + 1.398_199_9e-3;
+    y = y * r + 8.333_452e-3;
+    y = y * r + 4.166_579_6e-2;
+    y = y * r + 1.666_666_5e-1;
+    y = y * r + 5.000_000_1e-1;
+    y = y * r * r + r + 1.0;
+    let bits = ((fx as i32 + 127) as u32) << 23;
+    y * f32::from_bits(bits)
+}
+
+/// `erf(x)` by Abramowitz & Stegun 7.1.26: absolute error below 1.5e-7.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+    let y = 1.0 - poly * exp(-a * a);
+    y.copysign(x)
+}
+
+/// BERT's exact GELU, `x · Φ(x) = x/2 · (1 + erf(x/√2))`.
+#[inline(always)]
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// `tanh(x) = 1 - 2 / (exp(2x) + 1)`, exact at the saturated ends.
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_std_to_a_few_ulp() {
+        let mut worst = 0.0f32;
+        let mut x = -80.0f32;
+        while x < 80.0 {
+            let rel = ((exp(x) - x.exp()) / x.exp()).abs();
+            worst = worst.max(rel);
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        // Masked scores (f32::MIN) land on the clamp: negligible next to any real probability.
+        assert!(exp(f32::MIN) < 1.3e-38);
+    }
+
+    #[test]
+    fn erf_and_gelu_match_a_double_precision_series() {
+        let erf64 = crate::reference::erf64;
+        let mut worst = 0.0f64;
+        let mut x = -6.0f64;
+        while x < 6.0 {
+            worst = worst.max((erf(x as f32) as f64 - erf64(x as f32 as f64)).abs());
+            let g = 0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2));
+            assert!((gelu(x as f32) as f64 - g).abs() < 2e-6, "gelu({x})");
+            assert!((tanh(x as f32) as f64 - x.tanh()).abs() < 3e-7, "tanh({x})");
+            x += 0.001;
+        }
+        // A&S 7.1.26 promises 1.5e-7; f32 rounding of the polynomial adds about as much.
+        assert!(worst < 5e-7, "erf worst abs error {worst:e}");
+    }
+}

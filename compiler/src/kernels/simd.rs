@@ -1,0 +1,78 @@
+//! Function multiversioning: a kernel body is written once as plain Rust and compiled twice, for
+//! the baseline target and with AVX2 + FMA enabled; the AVX2 instance is chosen at run time when
+//! the CPU has it. Plain loops over `chunks_exact(8)` with lane arrays vectorise well in both.
+
+/// Whether the running CPU has AVX2 and FMA (std caches the CPUID query).
+#[inline]
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Defines `pub fn name(args)` whose body runs under `#[target_feature(enable = "avx2,fma")]`
+/// when the CPU allows, and as baseline code otherwise.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if $crate::kernels::simd::has_avx2_fma() {
+                    // SAFETY: the CPU was just checked for AVX2 and FMA.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;
+
+/// Sum of a slice with eight independent lanes (vectorisable; the order differs from a serial
+/// sum by rounding only).
+#[inline(always)]
+pub fn sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            lanes[l] += c[l];
+        }
+    }
+    let mut total = lanes.iter().sum::<f32>();
+    for &x in rest {
+        total += x;
+    }
+    total
+}
+
+/// Maximum of a non-empty slice, eight lanes at a time.
+#[inline(always)]
+pub fn max(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::MIN; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            lanes[l] = lanes[l].max(c[l]);
+        }
+    }
+    let mut m = lanes.iter().copied().fold(f32::MIN, f32::max);
+    for &x in rest {
+        m = m.max(x);
+    }
+    m
+}

@@ -1,0 +1,163 @@
+//! Auto-tuning of GEMM schedules on the running machine.
+//!
+//! For each GEMM shape `(m, n, k)` and thread count, candidate [`GemmPlan`]s (row-block heights,
+//! rows split over threads or the product split inside the `gemm` crate) are timed on random data
+//! and the fastest kept. Results live in a process-wide cache and, when a cache file is given, are
+//! saved there (written to a temporary file, then renamed) tagged with the CPU they were measured
+//! on; a file from another CPU is ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ir::Epilogue;
+use crate::kernels::gemm::{GemmPlan, linear};
+use crate::kernels::rows::EpilogueArgs;
+
+/// A tuned shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GemmShape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub threads: usize,
+}
+
+/// The on-disk form of the cache.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TuningFile {
+    version: u32,
+    cpu: String,
+    plans: Vec<(GemmShape, GemmPlan)>,
+}
+
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Default)]
+struct Cache {
+    plans: BTreeMap<GemmShape, GemmPlan>,
+    loaded: Option<PathBuf>,
+}
+
+fn cache() -> &'static Mutex<Cache> {
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(Cache::default()))
+}
+
+/// A description of this CPU (model name and SIMD level) that tuning results are tagged with.
+pub fn cpu_signature() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let simd = if crate::kernels::simd::has_avx2_fma() { "avx2+fma" } else { "baseline" };
+    format!("{model} ({simd})")
+}
+
+/// Every plan tuned so far in this process, for the latency profile to record.
+pub fn tuned_plans() -> Vec<(GemmShape, GemmPlan)> {
+    cache().lock().map(|c| c.plans.iter().map(|(s, p)| (*s, *p)).collect()).unwrap_or_default()
+}
+
+fn load(path: &Path, cache: &mut Cache) {
+    if cache.loaded.as_deref() == Some(path) {
+        return;
+    }
+    cache.loaded = Some(path.to_path_buf());
+    let Ok(text) = std::fs::read_to_string(path) else { return };
+    match ron::from_str::<TuningFile>(&text) {
+        Ok(file) if file.version == FORMAT_VERSION && file.cpu == cpu_signature() => {
+            cache.plans.extend(file.plans);
+        }
+        Ok(_) => tracing::info!(path = %path.display(), "tuning cache is for another CPU or version; retuning"),
+        Err(e) => tracing::warn!(path = %path.display(), error = %e, "unreadable tuning cache; retuning"),
+    }
+}
+
+fn save(path: &Path, cache: &Cache) {
+    let file = TuningFile { version: FORMAT_VERSION, cpu: cpu_signature(), plans: cache.plans.iter().map(|(s, p)| (*s, *p)).collect() };
+    let Ok(text) = ron::ser::to_string_pretty(&file, ron::ser::PrettyConfig::default()) else { return };
+    let tmp = path.with_extension("ron.tmp");
+    let result = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|_| std::fs::write(&tmp, text))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "could not save the tuning cache");
+    }
+}
+
+/// The plan for `shape`: from the cache, or tuned now (the caller runs inside the program's
+/// thread pool, so candidates are timed with the threads they will run with).
+pub fn gemm_plan(shape: GemmShape, cache_file: Option<&Path>) -> GemmPlan {
+    if let Ok(mut c) = cache().lock() {
+        if let Some(path) = cache_file {
+            load(path, &mut c);
+        }
+        if let Some(plan) = c.plans.get(&shape) {
+            return *plan;
+        }
+    }
+    let plan = measure(shape);
+    if let Ok(mut c) = cache().lock() {
+        c.plans.insert(shape, plan);
+        if let Some(path) = cache_file {
+            save(path, &c);
+        }
+    }
+    plan
+}
+
+/// Candidate plans for a shape.
+pub fn candidates(shape: GemmShape) -> Vec<GemmPlan> {
+    let mut blocks: Vec<usize> = [8, 16, 32, 48, 64, 96, 128, 256].into_iter().filter(|&b| b < shape.m).collect();
+    blocks.push(shape.m.max(1));
+    if shape.threads > 1 {
+        let even = shape.m.div_ceil(shape.threads);
+        if !blocks.contains(&even) {
+            blocks.push(even);
+        }
+    }
+    let mut out = Vec::new();
+    for &row_block in &blocks {
+        out.push(GemmPlan { row_block, split_rows: true });
+        if shape.threads > 1 && row_block >= 32 {
+            out.push(GemmPlan { row_block, split_rows: false });
+        }
+    }
+    out
+}
+
+fn measure(shape: GemmShape) -> GemmPlan {
+    let GemmShape { m, n, k, threads } = shape;
+    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let mut out = vec![0.0f32; m * n];
+    let epilogue = Epilogue::default();
+    let args = EpilogueArgs::default();
+    let flops = 2.0 * (m * n * k) as f64;
+    // Enough repetitions for a stable median, bounded for large shapes.
+    let reps = (2e8 / flops).clamp(3.0, 15.0) as usize;
+    let mut best = (f64::INFINITY, GemmPlan::heuristic(m, threads));
+    for plan in candidates(shape) {
+        linear(&mut out, &x, &w, m, n, k, &epilogue, &args, plan, threads);
+        let mut times: Vec<f64> = (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                linear(&mut out, &x, &w, m, n, k, &epilogue, &args, plan, threads);
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        if median < best.0 {
+            best = (median, plan);
+        }
+    }
+    tracing::debug!(?shape, plan = ?best.1, seconds = best.0, "tuned gemm");
+    best.1
+}
