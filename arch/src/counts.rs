@@ -65,11 +65,8 @@ impl Arch {
                 prod(&[2, 2, s, h, f]), // FFN in and out
             ])
         });
-        let head = if self.task.has_pooler() {
-            sum(&[prod(&[2, h, h]), prod(&[2, h, self.task.output_width(h)])])
-        } else {
-            0
-        };
+        let head =
+            if self.task.has_pooler() { sum(&[prod(&[2, h, h]), prod(&[2, h, self.task.output_width(h)])]) } else { 0 };
         let per_sequence = sum(&[layers.fold(0, u64::saturating_add), head]);
         per_sequence.saturating_mul(batch as u64)
     }
@@ -96,11 +93,7 @@ impl Arch {
             .iter()
             .zip(&self.ffn)
             .map(|(&a, &f)| {
-                let attention = sum(&[
-                    prod(&[s, h]),
-                    prod(&[3, s, a, self.head_dim]),
-                    prod(&[2, a, s, s]),
-                ]);
+                let attention = sum(&[prod(&[s, h]), prod(&[3, s, a, self.head_dim]), prod(&[2, a, s, s])]);
                 let ffn = sum(&[prod(&[s, h]), prod(&[2, s, f])]);
                 attention.max(ffn)
             })
@@ -111,18 +104,13 @@ impl Arch {
     /// `(attention width, FFN width)` of each layer that both lists describe.
     fn per_layer(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         let head_dim = self.head_dim;
-        self.heads
-            .iter()
-            .zip(&self.ffn)
-            .map(move |(&a, &f)| (a.saturating_mul(head_dim), f))
+        self.heads.iter().zip(&self.ffn).map(move |(&a, &f)| (a.saturating_mul(head_dim), f))
     }
 }
 
 /// Saturating product, widened to `u64`.
 fn prod(factors: &[usize]) -> u64 {
-    factors
-        .iter()
-        .fold(1u64, |acc, &x| acc.saturating_mul(x as u64))
+    factors.iter().fold(1u64, |acc, &x| acc.saturating_mul(x as u64))
 }
 
 /// Saturating sum.
@@ -143,16 +131,10 @@ mod tests {
         // `BertModel.from_pretrained("bert-base-uncased")`: 109,482,240 with the pooler,
         // 108,891,648 without (`add_pooling_layer=False`).
         assert_eq!(bert_base().params(), 108_891_648);
-        let with_pooler = Arch {
-            task: TaskHead::Regression,
-            ..bert_base()
-        };
+        let with_pooler = Arch { task: TaskHead::Regression, ..bert_base() };
         // Pooler 768·768 + 768 = 590,592, regression layer 768 + 1.
         assert_eq!(with_pooler.params(), 109_482_240 + 769);
-        let sst2 = Arch {
-            task: TaskHead::Classification { labels: 2 },
-            ..bert_base()
-        };
+        let sst2 = Arch { task: TaskHead::Classification { labels: 2 }, ..bert_base() };
         assert_eq!(sst2.params(), 109_482_240 + 2 * 768 + 2);
     }
 
@@ -160,10 +142,7 @@ mod tests {
     fn minilm_params_match_hugging_face() {
         // sentence-transformers/all-MiniLM-L6-v2 as a `BertModel`: 22,713,216 with the pooler,
         // of which the pooler is 384·384 + 384 = 147,840.
-        let minilm = Arch {
-            head_dim: 32,
-            ..Arch::uniform(6, 384, 12, 1536)
-        };
+        let minilm = Arch { head_dim: 32, ..Arch::uniform(6, 384, 12, 1536) };
         assert_eq!(minilm.params(), 22_713_216 - 147_840);
     }
 
@@ -187,17 +166,9 @@ mod tests {
 
     #[test]
     fn per_layer_params_sum_layers() {
-        let mixed = Arch {
-            heads: vec![4, 2],
-            ffn: vec![512, 1024],
-            ..Arch::uniform(2, 256, 1, 1)
-        };
-        let one =
-            |a, f| Arch::uniform(1, 256, a, f).params() - Arch::uniform(0, 256, 1, 1).params();
-        assert_eq!(
-            mixed.params(),
-            Arch::uniform(0, 256, 1, 1).params() + one(4, 512) + one(2, 1024)
-        );
+        let mixed = Arch { heads: vec![4, 2], ffn: vec![512, 1024], ..Arch::uniform(2, 256, 1, 1) };
+        let one = |a, f| Arch::uniform(1, 256, a, f).params() - Arch::uniform(0, 256, 1, 1).params();
+        assert_eq!(mixed.params(), Arch::uniform(0, 256, 1, 1).params() + one(4, 512) + one(2, 1024));
     }
 
     #[test]
@@ -208,20 +179,13 @@ mod tests {
         assert_eq!(bert_base().flops(1), per_sequence);
         assert_eq!(bert_base().flops(8), 8 * per_sequence);
         assert_eq!(bert_base().flops(0), 0);
-        let classifier = Arch {
-            task: TaskHead::Classification { labels: 3 },
-            ..bert_base()
-        };
+        let classifier = Arch { task: TaskHead::Classification { labels: 3 }, ..bert_base() };
         assert_eq!(classifier.flops(1), per_sequence + 2 * 768 * (768 + 3));
     }
 
     #[test]
     fn flops_scale_with_head_dim_and_seq() {
-        let arch = Arch {
-            head_dim: 2,
-            seq_len: 4,
-            ..Arch::uniform(1, 4, 1, 8)
-        };
+        let arch = Arch { head_dim: 2, seq_len: 4, ..Arch::uniform(1, 4, 1, 8) };
         // QKV 2·4·4·6 = 192, out 2·4·2·4 = 64, attention 2·2·16·2 = 128, FFN 2·2·4·4·8 = 512.
         assert_eq!(arch.flops(1), 192 + 64 + 128 + 512);
     }
@@ -233,27 +197,15 @@ mod tests {
         assert_eq!(bert_base().activation_bytes(1), 884_736 * 4);
         assert_eq!(bert_base().activation_bytes(2), 2 * 884_736 * 4);
         // Long sequences: the score matrices dominate.
-        let long = Arch {
-            seq_len: 512,
-            ..bert_base()
-        };
-        assert_eq!(
-            long.activation_bytes(1),
-            (512 * 768 + 3 * 512 * 768 + 2 * 12 * 512 * 512) * 4
-        );
+        let long = Arch { seq_len: 512, ..bert_base() };
+        assert_eq!(long.activation_bytes(1), (512 * 768 + 3 * 512 * 768 + 2 * 12 * 512 * 512) * 4);
         // No layers: the embeddings alone.
-        assert_eq!(
-            Arch::uniform(0, 8, 1, 1).activation_bytes(1),
-            2 * 128 * 8 * 4
-        );
+        assert_eq!(Arch::uniform(0, 8, 1, 1).activation_bytes(1), 2 * 128 * 8 * 4);
     }
 
     #[test]
     fn counts_saturate_instead_of_overflowing() {
-        let huge = Arch {
-            vocab_size: usize::MAX,
-            ..bert_base()
-        };
+        let huge = Arch { vocab_size: usize::MAX, ..bert_base() };
         assert_eq!(huge.params(), u64::MAX);
         assert_eq!(bert_base().flops(usize::MAX), u64::MAX);
         assert_eq!(bert_base().activation_bytes(usize::MAX), u64::MAX);

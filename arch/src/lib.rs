@@ -2,10 +2,12 @@
 //! search explores ([`SearchSpace`]), and what can be counted from an architecture alone
 //! (parameters, FLOPs, activation memory).
 //!
-//! This crate knows nothing of burn, devices or files: it is plain data with serde.
+//! This crate knows nothing of burn, devices or files: it is plain data with serde (and the
+//! Hugging Face `config.json` form of an arch, parsed from text).
 
 mod counts;
 mod error;
+pub mod hf;
 mod space;
 mod text;
 
@@ -135,10 +137,7 @@ impl Arch {
     pub fn validate(&self) -> Result<()> {
         fn positive(field: &'static str, value: usize) -> Result<()> {
             if value == 0 {
-                return Err(Error::InvalidField {
-                    field: field.into(),
-                    reason: "must be at least 1".into(),
-                });
+                return Err(Error::InvalidField { field: field.into(), reason: "must be at least 1".into() });
             }
             Ok(())
         }
@@ -153,27 +152,17 @@ impl Arch {
             if list.len() != self.layers {
                 return Err(Error::InvalidField {
                     field: name.into(),
-                    reason: format!(
-                        "has {} entries but the arch has {} layers",
-                        list.len(),
-                        self.layers
-                    ),
+                    reason: format!("has {} entries but the arch has {} layers", list.len(), self.layers),
                 });
             }
             if let Some(i) = list.iter().position(|&v| v == 0) {
-                return Err(Error::InvalidField {
-                    field: format!("{name}[{i}]"),
-                    reason: "must be at least 1".into(),
-                });
+                return Err(Error::InvalidField { field: format!("{name}[{i}]"), reason: "must be at least 1".into() });
             }
         }
         if self.seq_len > self.max_positions {
             return Err(Error::InvalidField {
                 field: "seq_len".into(),
-                reason: format!(
-                    "{} is longer than max_positions ({})",
-                    self.seq_len, self.max_positions
-                ),
+                reason: format!("{} is longer than max_positions ({})", self.seq_len, self.max_positions),
             });
         }
         if let TaskHead::Classification { labels } = self.task

@@ -12,8 +12,8 @@ pub use genes::Choice;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Arch, Error, Result, TaskHead, default_head_dim, default_max_positions, default_seq_len,
-    default_type_vocab, default_vocab,
+    Arch, Error, Result, TaskHead, default_head_dim, default_max_positions, default_seq_len, default_type_vocab,
+    default_vocab,
 };
 
 /// The architectures a search may visit: a list of choices per gene, and the fields every arch
@@ -85,12 +85,7 @@ impl SearchSpace {
     /// Checks that every choice list is non-empty, strictly ascending and free of zeros, and that
     /// the base fields are possible for an arch; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        let lists = [
-            ("layers", &self.layers),
-            ("hidden", &self.hidden),
-            ("heads", &self.heads),
-            ("ffn", &self.ffn),
-        ];
+        let lists = [("layers", &self.layers), ("hidden", &self.hidden), ("heads", &self.heads), ("ffn", &self.ffn)];
         for (field, list) in lists {
             let reason = if list.is_empty() {
                 "must list at least one choice".to_string()
@@ -101,10 +96,7 @@ impl SearchSpace {
             } else {
                 continue;
             };
-            return Err(Error::InvalidSpace {
-                field: field.into(),
-                reason,
-            });
+            return Err(Error::InvalidSpace { field: field.into(), reason });
         }
         self.smallest().validate().map_err(|e| match e {
             Error::InvalidField { field, reason } => Error::InvalidSpace { field, reason },
@@ -122,16 +114,10 @@ impl SearchSpace {
             match arch.gene(choice) {
                 Some(value) if options.contains(&value) => {}
                 Some(value) => {
-                    return Err(Error::OutsideSpace(format!(
-                        "`{choice}` is {value}; the space allows {options:?}"
-                    )));
+                    return Err(Error::OutsideSpace(format!("`{choice}` is {value}; the space allows {options:?}")));
                 }
                 None => {
-                    let list = if matches!(choice, Choice::Heads(_)) {
-                        &arch.heads
-                    } else {
-                        &arch.ffn
-                    };
+                    let list = if matches!(choice, Choice::Heads(_)) { &arch.heads } else { &arch.ffn };
                     return Err(Error::OutsideSpace(format!(
                         "`{choice}` differs between layers ({list:?}); the space chooses one value for all layers"
                     )));
@@ -142,18 +128,12 @@ impl SearchSpace {
             ("head_dim", arch.head_dim, self.head_dim),
             ("vocab_size", arch.vocab_size, self.vocab_size),
             ("max_positions", arch.max_positions, self.max_positions),
-            (
-                "type_vocab_size",
-                arch.type_vocab_size,
-                self.type_vocab_size,
-            ),
+            ("type_vocab_size", arch.type_vocab_size, self.type_vocab_size),
             ("seq_len", arch.seq_len, self.seq_len),
         ];
         for (field, value, wanted) in fixed {
             if value != wanted {
-                return Err(Error::OutsideSpace(format!(
-                    "`{field}` is {value}; the space fixes it at {wanted}"
-                )));
+                return Err(Error::OutsideSpace(format!("`{field}` is {value}; the space fixes it at {wanted}")));
             }
         }
         if arch.task != self.task {
@@ -168,23 +148,13 @@ impl SearchSpace {
     /// The arch with the largest choice of every gene.
     pub fn largest(&self) -> Arch {
         let max = |list: &[usize]| list.last().copied().unwrap_or(0);
-        self.arch(
-            max(&self.layers),
-            max(&self.hidden),
-            max(&self.heads),
-            max(&self.ffn),
-        )
+        self.arch(max(&self.layers), max(&self.hidden), max(&self.heads), max(&self.ffn))
     }
 
     /// The arch with the smallest choice of every gene.
     pub fn smallest(&self) -> Arch {
         let min = |list: &[usize]| list.first().copied().unwrap_or(0);
-        self.arch(
-            min(&self.layers),
-            min(&self.hidden),
-            min(&self.heads),
-            min(&self.ffn),
-        )
+        self.arch(min(&self.layers), min(&self.hidden), min(&self.heads), min(&self.ffn))
     }
 
     /// Number of distinct archs in the space: `Σ_L |hidden| · (|heads| · |ffn|)^L` over the
@@ -194,10 +164,7 @@ impl SearchSpace {
         let per_layer = (self.heads.len() * self.ffn.len()) as f64;
         let hidden = self.hidden.len() as f64;
         if self.per_layer {
-            self.layers
-                .iter()
-                .map(|&l| hidden * per_layer.powf(l as f64))
-                .sum()
+            self.layers.iter().map(|&l| hidden * per_layer.powf(l as f64)).sum()
         } else {
             self.layers.len() as f64 * hidden * per_layer
         }
@@ -243,14 +210,8 @@ mod tests {
     fn default_space_is_bounded_by_the_teacher() {
         let space = SearchSpace::default();
         space.validate().unwrap();
-        assert_eq!(
-            space.largest(),
-            Arch::parse("L6-H384-A12-F1536-D32").unwrap()
-        );
-        assert_eq!(
-            space.smallest(),
-            Arch::parse("L1-H128-A2-F256-D32").unwrap()
-        );
+        assert_eq!(space.largest(), Arch::parse("L6-H384-A12-F1536-D32").unwrap());
+        assert_eq!(space.smallest(), Arch::parse("L1-H128-A2-F256-D32").unwrap());
         space.contains(&space.largest()).unwrap();
         space.contains(&space.smallest()).unwrap();
     }
@@ -265,10 +226,7 @@ mod tests {
             (|s| s.ffn = vec![0, 256], "ffn"),
             (|s| s.head_dim = 0, "head_dim"),
             (|s| s.seq_len = 1024, "seq_len"),
-            (
-                |s| s.task = TaskHead::Classification { labels: 1 },
-                "task.labels",
-            ),
+            (|s| s.task = TaskHead::Classification { labels: 1 }, "task.labels"),
         ];
         for (edit, field) in cases {
             let mut space = SearchSpace::default();
@@ -281,19 +239,11 @@ mod tests {
     fn ron_fills_defaults_and_refuses_unknown_fields() {
         let text = "(layers: [1, 2], hidden: [64], heads: [1, 2], ffn: [128], per_layer: false)";
         let space: SearchSpace = ron::from_str(text).unwrap();
-        assert_eq!(
-            (space.head_dim, space.seq_len, space.vocab_size),
-            (64, 128, 30_522)
-        );
+        assert_eq!((space.head_dim, space.seq_len, space.vocab_size), (64, 128, 30_522));
         assert!(!space.per_layer);
         let round_trip: SearchSpace = ron::from_str(&ron::to_string(&space).unwrap()).unwrap();
         assert_eq!(round_trip, space);
-        assert!(
-            ron::from_str::<SearchSpace>(
-                "(layers: [1], hidden: [64], heads: [1], ffn: [8], depth: 3)"
-            )
-            .is_err()
-        );
+        assert!(ron::from_str::<SearchSpace>("(layers: [1], hidden: [64], heads: [1], ffn: [8], depth: 3)").is_err());
     }
 
     #[test]
@@ -302,53 +252,25 @@ mod tests {
         let mut arch = space.largest();
         arch.heads[2] = 5;
         let message = outside(&space, &arch);
-        assert!(
-            message.contains("`heads[2]` is 5") && message.contains("[2, 4, 6, 8, 10, 12]"),
-            "{message}"
-        );
+        assert!(message.contains("`heads[2]` is 5") && message.contains("[2, 4, 6, 8, 10, 12]"), "{message}");
         assert!(outside(&space, &space.arch(7, 384, 12, 1536)).contains("`layers` is 7"));
-        let seq = Arch {
-            seq_len: 64,
-            ..space.largest()
-        };
+        let seq = Arch { seq_len: 64, ..space.largest() };
         assert!(outside(&space, &seq).contains("`seq_len` is 64; the space fixes it at 128"));
-        let task = Arch {
-            task: TaskHead::Regression,
-            ..space.largest()
-        };
+        let task = Arch { task: TaskHead::Regression, ..space.largest() };
         assert!(outside(&space, &task).contains("`task`"));
-        let uniform = SearchSpace {
-            per_layer: false,
-            ..space.clone()
-        };
-        let mixed = Arch {
-            ffn: vec![256, 512],
-            ..space.arch(2, 128, 2, 0)
-        };
+        let uniform = SearchSpace { per_layer: false, ..space.clone() };
+        let mixed = Arch { ffn: vec![256, 512], ..space.arch(2, 128, 2, 0) };
         assert!(outside(&uniform, &mixed).contains("`ffn` differs between layers"));
         // An invalid arch reports its own error.
-        let broken = Arch {
-            heads: vec![2],
-            ..space.arch(2, 128, 2, 256)
-        };
-        assert!(matches!(
-            space.contains(&broken),
-            Err(Error::InvalidField { .. })
-        ));
+        let broken = Arch { heads: vec![2], ..space.arch(2, 128, 2, 256) };
+        assert!(matches!(space.contains(&broken), Err(Error::InvalidField { .. })));
     }
 
     #[test]
     fn cardinality_counts_distinct_archs() {
         let per_layer: u64 = (1..=6).map(|l| 5 * 36u64.pow(l)).sum();
         assert_eq!(SearchSpace::default().cardinality(), per_layer as f64);
-        assert_eq!(
-            SearchSpace {
-                per_layer: false,
-                ..SearchSpace::default()
-            }
-            .cardinality(),
-            (6 * 5 * 36) as f64
-        );
+        assert_eq!(SearchSpace { per_layer: false, ..SearchSpace::default() }.cardinality(), (6 * 5 * 36) as f64);
         let tiny = SearchSpace {
             layers: vec![1, 2],
             hidden: vec![8],

@@ -38,10 +38,8 @@ impl Arch {
     pub fn parse(s: &str) -> Result<Arch> {
         let text = s.trim();
         let arch = if looks_like_ron(text) {
-            ron::from_str::<Arch>(text).map_err(|e| Error::Parse {
-                input: s.into(),
-                reason: format!("invalid RON: {e}"),
-            })?
+            ron::from_str::<Arch>(text)
+                .map_err(|e| Error::Parse { input: s.into(), reason: format!("invalid RON: {e}") })?
         } else {
             parse_compact(text).map_err(|reason| Error::Parse {
                 input: s.into(),
@@ -60,8 +58,7 @@ impl Arch {
     /// and the task head, which [`Arch::parse`] restores to BERT's defaults. Use
     /// [`Arch::to_ron`] to keep them.
     pub fn compact(&self) -> Option<String> {
-        let lists_fit =
-            self.layers > 0 && self.heads.len() == self.layers && self.ffn.len() == self.layers;
+        let lists_fit = self.layers > 0 && self.heads.len() == self.layers && self.ffn.len() == self.layers;
         (lists_fit && self.is_uniform()).then(|| self.to_string())
     }
 
@@ -69,14 +66,10 @@ impl Arch {
     /// `Arch(layers: 1, hidden: 128, heads: [2], ffn: [512], head_dim: 64, ..)`; lossless, and
     /// accepted by [`Arch::parse`].
     pub fn to_ron(&self) -> String {
-        let config = PrettyConfig::new()
-            .struct_names(true)
-            .compact_structs(true)
-            .compact_arrays(true);
+        let config = PrettyConfig::new().struct_names(true).compact_structs(true).compact_arrays(true);
         // An `Arch` holds only integers, a vector and a plain enum, which RON always encodes; the
         // fallback keeps this infallible without a panic path.
-        ron::ser::to_string_pretty(self, config)
-            .unwrap_or_else(|e| format!("<arch not encodable as RON: {e}>"))
+        ron::ser::to_string_pretty(self, config).unwrap_or_else(|e| format!("<arch not encodable as RON: {e}>"))
     }
 }
 
@@ -123,10 +116,7 @@ fn write_genes(f: &mut fmt::Formatter<'_>, list: &[usize], layers: usize) -> fmt
 }
 
 fn looks_like_ron(text: &str) -> bool {
-    text.starts_with('(')
-        || text
-            .strip_prefix("Arch")
-            .is_some_and(|rest| rest.trim_start().starts_with('('))
+    text.starts_with('(') || text.strip_prefix("Arch").is_some_and(|rest| rest.trim_start().starts_with('('))
 }
 
 /// Parses the compact form into an unvalidated arch; the error is the reason only.
@@ -136,9 +126,7 @@ fn parse_compact(text: &str) -> std::result::Result<Arch, String> {
     }
     let mut parts = text.split('-');
     let mut next = |letter: char, name: &str| {
-        let part = parts
-            .next()
-            .ok_or_else(|| format!("`{letter}<{name}>` is missing"))?;
+        let part = parts.next().ok_or_else(|| format!("`{letter}<{name}>` is missing"))?;
         part.strip_prefix(letter)
             .map(|value| (part, value))
             .ok_or_else(|| format!("found `{part}` where `{letter}<{name}>` should be"))
@@ -146,9 +134,7 @@ fn parse_compact(text: &str) -> std::result::Result<Arch, String> {
     let (part, value) = next('L', "layers")?;
     let layers = number(part, value)?;
     if layers > MAX_COMPACT_LAYERS {
-        return Err(format!(
-            "`{part}` asks for more than {MAX_COMPACT_LAYERS} layers, which no BERT variant has"
-        ));
+        return Err(format!("`{part}` asks for more than {MAX_COMPACT_LAYERS} layers, which no BERT variant has"));
     }
     let (part, value) = next('H', "hidden")?;
     let hidden = number(part, value)?;
@@ -157,20 +143,14 @@ fn parse_compact(text: &str) -> std::result::Result<Arch, String> {
     let (part, value) = next('F', "ffn")?;
     let ffn = genes(part, value, layers)?;
 
-    let mut arch = Arch {
-        heads,
-        ffn,
-        ..Arch::uniform(layers, hidden, 1, 1)
-    };
+    let mut arch = Arch { heads, ffn, ..Arch::uniform(layers, hidden, 1, 1) };
     let (mut head_dim, mut seq_len) = (None, None);
     for part in parts {
         let (letter, slot, value) = match part.split_at_checked(1) {
             Some(("D", value)) => ('D', &mut head_dim, value),
             Some(("S", value)) => ('S', &mut seq_len, value),
             _ => {
-                return Err(format!(
-                    "unknown part `{part}` (only -D<head_dim> and -S<seq> may follow F)"
-                ));
+                return Err(format!("unknown part `{part}` (only -D<head_dim> and -S<seq> may follow F)"));
             }
         };
         if slot.is_some() {
@@ -184,10 +164,7 @@ fn parse_compact(text: &str) -> std::result::Result<Arch, String> {
 }
 
 fn number(part: &str, value: &str) -> std::result::Result<usize, String> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{part}` needs a whole number after its letter, got `{value}`"))
+    value.trim().parse().map_err(|_| format!("`{part}` needs a whole number after its letter, got `{value}`"))
 }
 
 /// One number repeated over `layers`, or a bracketed list taken as written (its length is
@@ -195,18 +172,15 @@ fn number(part: &str, value: &str) -> std::result::Result<usize, String> {
 fn genes(part: &str, value: &str, layers: usize) -> std::result::Result<Vec<usize>, String> {
     match value.strip_prefix('[') {
         Some(inner) => {
-            let inner = inner
-                .strip_suffix(']')
-                .ok_or_else(|| format!("`{part}` opens a list but does not close it"))?;
+            let inner =
+                inner.strip_suffix(']').ok_or_else(|| format!("`{part}` opens a list but does not close it"))?;
             if inner.trim().is_empty() {
                 return Ok(Vec::new());
             }
             inner
                 .split(',')
                 .map(|item| {
-                    item.trim().parse().map_err(|_| {
-                        format!("`{part}` lists `{item}`, which is not a whole number")
-                    })
+                    item.trim().parse().map_err(|_| format!("`{part}` lists `{item}`, which is not a whole number"))
                 })
                 .collect()
         }
@@ -244,11 +218,7 @@ mod tests {
 
     #[test]
     fn compact_suffixes_in_any_order() {
-        let want = Arch {
-            head_dim: 32,
-            seq_len: 64,
-            ..Arch::uniform(6, 384, 12, 1536)
-        };
+        let want = Arch { head_dim: 32, seq_len: 64, ..Arch::uniform(6, 384, 12, 1536) };
         assert_eq!(Arch::parse("L6-H384-A12-F1536-D32-S64").unwrap(), want);
         assert_eq!(Arch::parse("  L6-H384-A12-F1536-S64-D32\n").unwrap(), want);
         assert_eq!(want.compact().as_deref(), Some("L6-H384-A12-F1536-D32-S64"));
@@ -259,12 +229,8 @@ mod tests {
 
     #[test]
     fn per_layer_round_trip() {
-        let arch = Arch {
-            heads: vec![4, 2, 4],
-            ffn: vec![1024, 512, 768],
-            head_dim: 32,
-            ..Arch::uniform(3, 256, 1, 1)
-        };
+        let arch =
+            Arch { heads: vec![4, 2, 4], ffn: vec![1024, 512, 768], head_dim: 32, ..Arch::uniform(3, 256, 1, 1) };
         let text = arch.to_string();
         assert_eq!(text, "L3-H256-A[4,2,4]-F[1024,512,768]-D32");
         assert_eq!(arch.compact(), None);
@@ -272,10 +238,7 @@ mod tests {
         assert_eq!(text.parse::<Arch>().unwrap(), arch);
         // Mixed: uniform heads, per-layer FFN; spaces inside a list are allowed.
         let mixed = Arch::parse("L2-H128-A2-F[ 256, 512 ]").unwrap();
-        assert_eq!(
-            (mixed.heads.clone(), mixed.ffn.clone()),
-            (vec![2, 2], vec![256, 512])
-        );
+        assert_eq!((mixed.heads.clone(), mixed.ffn.clone()), (vec![2, 2], vec![256, 512]));
         assert_eq!(mixed.to_string(), "L2-H128-A2-F[256,512]");
     }
 
@@ -295,10 +258,7 @@ mod tests {
         assert!(!ron.contains('\n'), "{ron}");
         assert!(ron.starts_with("Arch("), "{ron}");
         assert_eq!(Arch::parse(&ron).unwrap(), arch);
-        let regression = Arch {
-            task: TaskHead::Regression,
-            ..Arch::uniform(1, 64, 1, 64)
-        };
+        let regression = Arch { task: TaskHead::Regression, ..Arch::uniform(1, 64, 1, 64) };
         assert_eq!(Arch::parse(&regression.to_ron()).unwrap(), regression);
     }
 
@@ -306,22 +266,16 @@ mod tests {
     fn ron_with_defaults_and_without_name() {
         let arch = Arch::parse("(layers: 2, hidden: 128, heads: [2, 2], ffn: [512, 512])").unwrap();
         assert_eq!(arch, Arch::uniform(2, 128, 2, 512));
-        let named =
-            Arch::parse("Arch (layers: 1, hidden: 64, heads: [1], ffn: [64], head_dim: 16)")
-                .unwrap();
+        let named = Arch::parse("Arch (layers: 1, hidden: 64, heads: [1], ffn: [64], head_dim: 16)").unwrap();
         assert_eq!(named.head_dim, 16);
     }
 
     #[test]
     fn bad_ron_is_a_parse_error() {
         let reason = parse_reason(
-            Arch::parse("Arch(layers: 2, hidden: 128, heads: [2, 2], ffn: [1, 1], bogus: 3)")
-                .unwrap_err(),
+            Arch::parse("Arch(layers: 2, hidden: 128, heads: [2, 2], ffn: [1, 1], bogus: 3)").unwrap_err(),
         );
-        assert!(
-            reason.contains("RON") && reason.contains("bogus"),
-            "{reason}"
-        );
+        assert!(reason.contains("RON") && reason.contains("bogus"), "{reason}");
         let reason = parse_reason(Arch::parse("(layers: 2,").unwrap_err());
         assert!(reason.contains("RON"), "{reason}");
     }
@@ -336,10 +290,7 @@ mod tests {
             ("L2-H256-A2-F[512,512,512]", "ffn"),
             ("L2-H256-A2-F512-S1024", "seq_len"),
             ("L2-H256-A2-F512-D0", "head_dim"),
-            (
-                "(layers: 1, hidden: 8, heads: [1], ffn: [8], task: Classification(labels: 1))",
-                "task.labels",
-            ),
+            ("(layers: 1, hidden: 8, heads: [1], ffn: [8], task: Classification(labels: 1))", "task.labels"),
         ] {
             assert_eq!(field_of(Arch::parse(text).unwrap_err()), field, "{text}");
         }
@@ -364,36 +315,20 @@ mod tests {
         ] {
             let err = Arch::parse(bad).unwrap_err();
             let text = err.to_string();
-            assert!(
-                text.contains("L<layers>-H<hidden>-A<heads>-F<ffn>[-D<head_dim>][-S<seq>]"),
-                "{bad:?}: {text}"
-            );
-            assert!(
-                matches!(err, Error::Parse { ref input, .. } if input == bad),
-                "{bad:?}"
-            );
+            assert!(text.contains("L<layers>-H<hidden>-A<heads>-F<ffn>[-D<head_dim>][-S<seq>]"), "{bad:?}: {text}");
+            assert!(matches!(err, Error::Parse { ref input, .. } if input == bad), "{bad:?}");
         }
         let reason = parse_reason(Arch::parse("L4-H256-A4-F1024-D32-D16").unwrap_err());
         assert!(reason.contains("`D` is given twice"), "{reason}");
         let reason = parse_reason(Arch::parse("H256-L4-A4-F1024").unwrap_err());
-        assert!(
-            reason.contains("found `H256` where `L<layers>` should be"),
-            "{reason}"
-        );
+        assert!(reason.contains("found `H256` where `L<layers>` should be"), "{reason}");
     }
 
     #[test]
     fn display_never_panics_on_invalid_archs() {
-        let broken = Arch {
-            heads: vec![],
-            ffn: vec![3, 3, 3],
-            ..Arch::uniform(2, 8, 1, 1)
-        };
+        let broken = Arch { heads: vec![], ffn: vec![3, 3, 3], ..Arch::uniform(2, 8, 1, 1) };
         assert_eq!(broken.to_string(), "L2-H8-A[]-F[3,3,3]");
         assert_eq!(broken.compact(), None);
-        assert_eq!(
-            field_of(Arch::parse(&broken.to_string()).unwrap_err()),
-            "heads"
-        );
+        assert_eq!(field_of(Arch::parse(&broken.to_string()).unwrap_err()), "heads");
     }
 }

@@ -10,7 +10,9 @@ pub enum Error {
     #[error(transparent)]
     Arch(#[from] arch::Error),
     /// A tensor the architecture needs is not among the weights.
-    #[error("weights from {source_name} have no tensor `{name}` (also tried `bert.{name}`); expected shape {expected:?}")]
+    #[error(
+        "weights from {source_name} have no tensor `{name}` (also tried `bert.{name}`); expected shape {expected:?}"
+    )]
     MissingTensor { name: String, expected: Vec<usize>, source_name: String },
     /// A tensor has another shape than the architecture implies.
     #[error("tensor `{name}` from {source_name} has shape {found:?}, expected {expected:?}")]

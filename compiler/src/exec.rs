@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use crate::ir::{Activation, InputKind, Op};
-use crate::key::KernelKey;
 use crate::kernels::attention::{AttentionShape, attention};
 use crate::kernels::gemm::{GemmPlan, View, gemm_views, linear};
 use crate::kernels::rows::{EpilogueArgs, activation, add_layer_norm, softmax_rows};
 use crate::kernels::{self, for_row_chunks};
+use crate::key::KernelKey;
 use crate::program::Batch;
 
 /// Where a kernel operand lives.

@@ -161,9 +161,7 @@ impl Op {
         match self {
             Op::Add | Op::Gelu | Op::Tanh | Op::Scale { .. } => Elementwise,
             Op::BiasAdd | Op::MaskAdd => Broadcast,
-            Op::Gather | Op::Slice { .. } | Op::SplitHeads { .. } | Op::MergeHeads { .. } | Op::FirstToken => {
-                Injective
-            }
+            Op::Gather | Op::Slice { .. } | Op::SplitHeads { .. } | Op::MergeHeads { .. } | Op::FirstToken => Injective,
             Op::LayerNorm { .. } | Op::Softmax | Op::MeanPool | Op::AddLayerNorm { .. } => Reduce,
             Op::MatMul | Op::QkT | Op::AttnV | Op::Gemm(_) => OutElementwiseFusable,
             Op::Input(_) | Op::Weight(_) | Op::Attention { .. } | Op::EmbedLayerNorm { .. } => Opaque,
@@ -301,11 +299,8 @@ impl Graph {
 
     /// Kernel nodes in a deterministic topological order (ties broken by node index).
     pub fn schedule(&self) -> Vec<NodeId> {
-        let mut indegree: std::collections::BTreeMap<NodeId, usize> = self
-            .dag
-            .node_indices()
-            .map(|n| (n, self.dag.edges_directed(n, Direction::Incoming).count()))
-            .collect();
+        let mut indegree: std::collections::BTreeMap<NodeId, usize> =
+            self.dag.node_indices().map(|n| (n, self.dag.edges_directed(n, Direction::Incoming).count())).collect();
         let mut ready: std::collections::BTreeSet<NodeId> =
             indegree.iter().filter(|&(_, &d)| d == 0).map(|(&n, _)| n).collect();
         let mut order = Vec::with_capacity(indegree.len());
@@ -347,10 +342,19 @@ impl Graph {
                     continue;
                 }
                 if expanded {
-                    let args: Vec<String> =
-                        self.inputs(n).iter().map(|i| format!("v{}", number.get(i).copied().unwrap_or(usize::MAX))).collect();
+                    let args: Vec<String> = self
+                        .inputs(n)
+                        .iter()
+                        .map(|i| format!("v{}", number.get(i).copied().unwrap_or(usize::MAX)))
+                        .collect();
                     let node = &self.dag[n];
-                    lines.push(format!("v{} = {}({}) : {:?}", lines.len(), node.op.name(), args.join(", "), node.shape));
+                    lines.push(format!(
+                        "v{} = {}({}) : {:?}",
+                        lines.len(),
+                        node.op.name(),
+                        args.join(", "),
+                        node.shape
+                    ));
                     number.insert(n, lines.len() - 1);
                 } else {
                     stack.push((n, true));

@@ -62,7 +62,9 @@ impl KernelKey {
             KernelKey::Attention { batch, seq, heads, head_dim } => {
                 vec![("batch", batch), ("seq", seq), ("heads", heads), ("head_dim", head_dim)]
             }
-            KernelKey::EmbedLayerNorm { tokens, hidden, parts } => vec![("tokens", tokens), ("hidden", hidden), ("parts", parts)],
+            KernelKey::EmbedLayerNorm { tokens, hidden, parts } => {
+                vec![("tokens", tokens), ("hidden", hidden), ("parts", parts)]
+            }
             KernelKey::AddLayerNorm { rows, width } | KernelKey::Primitive { rows, width, .. } => {
                 vec![("rows", rows), ("width", width)]
             }
@@ -76,7 +78,9 @@ impl KernelKey {
         match *self {
             KernelKey::Gemm { m, n, k, .. } => 2 * f(m) * f(n) * f(k),
             KernelKey::BatchedGemm { batch, m, n, k } => 2 * f(batch) * f(m) * f(n) * f(k),
-            KernelKey::Attention { batch, seq, heads, head_dim } => 4 * f(batch) * f(heads) * f(seq) * f(seq) * f(head_dim),
+            KernelKey::Attention { batch, seq, heads, head_dim } => {
+                4 * f(batch) * f(heads) * f(seq) * f(seq) * f(head_dim)
+            }
             KernelKey::EmbedLayerNorm { tokens, hidden, parts } => f(tokens) * f(hidden) * (f(parts) + 8),
             KernelKey::AddLayerNorm { rows, width } | KernelKey::Primitive { rows, width, .. } => f(rows) * f(width),
         }

@@ -16,6 +16,7 @@ pub mod passes;
 pub mod plan;
 mod program;
 pub mod reference;
+pub mod timing;
 pub mod tune;
 mod weights;
 

@@ -45,7 +45,8 @@ pub fn plan_buffers(g: &Graph, schedule: &[NodeId]) -> BufferPlan {
         let need = g.node(n).numel();
         // Best fit among free buffers: the smallest that is large enough, else the largest
         // (grown), else a new one.
-        let fit = free.iter().enumerate().filter(|&(_, &b)| sizes[b] >= need).min_by_key(|&(_, &b)| sizes[b]).map(|(j, _)| j);
+        let fit =
+            free.iter().enumerate().filter(|&(_, &b)| sizes[b] >= need).min_by_key(|&(_, &b)| sizes[b]).map(|(j, _)| j);
         let pick = fit.or_else(|| free.iter().enumerate().max_by_key(|&(_, &b)| sizes[b]).map(|(j, _)| j));
         let buffer = match pick {
             Some(j) => free.swap_remove(j),

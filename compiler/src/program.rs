@@ -9,8 +9,8 @@ use arch::Arch;
 
 use crate::exec::{Env, Kernel, Src, run_kernel};
 use crate::ir::{Graph, InputKind, Op, WeightRef};
-use crate::key::{KernelKey, PrimitiveOp};
 use crate::kernels::gemm::GemmPlan;
+use crate::key::{KernelKey, PrimitiveOp};
 use crate::lower::{BERT_LAYER_NORM_EPS, lower, weight_specs};
 use crate::passes::{Notes, pass_names, pipeline};
 use crate::plan::{BufferPlan, plan_buffers};
@@ -208,7 +208,9 @@ impl Program {
             let input_shapes: Vec<Vec<usize>> = graph.inputs(n).iter().map(|&i| graph.node(i).shape.clone()).collect();
             let key = kernel_key(&node.op, &input_shapes, &node.shape, graph.seq);
             let gemm = match key {
-                KernelKey::Gemm { m, n, k, .. } => Some(choose_plan(GemmShape { m, n, k, threads }, &options.tuning, &pool)),
+                KernelKey::Gemm { m, n, k, .. } => {
+                    Some(choose_plan(GemmShape { m, n, k, threads }, &options.tuning, &pool))
+                }
                 _ => None,
             };
             kernels.push(Kernel {
@@ -241,22 +243,42 @@ impl Program {
     /// Runs one batch; returns the output `[batch, width]` row-major (see [`Program::output_shape`]).
     pub fn run(&mut self, input: &Batch) -> Result<Vec<f32>> {
         self.check(input)?;
+        self.profile_or_run(input, None);
+        let n: usize = self.output_shape.iter().product();
+        Ok(self.buffers[self.output][..n].to_vec())
+    }
+
+    /// Runs `reps` batches, timing every kernel; returns each kernel's median milliseconds.
+    pub fn profile(&mut self, input: &Batch, reps: usize) -> Result<Vec<f64>> {
+        self.check(input)?;
+        let mut samples = vec![Vec::with_capacity(reps); self.kernels.len()];
+        for _ in 0..reps.max(1) {
+            self.profile_or_run(input, Some(&mut samples));
+        }
+        Ok(samples.iter_mut().map(|t| crate::timing::summarize(t).median_ms).collect())
+    }
+
+    /// Runs every kernel once (inside the thread pool), recording per-kernel milliseconds into
+    /// `samples` when given.
+    fn profile_or_run(&mut self, input: &Batch, mut samples: Option<&mut Vec<Vec<f64>>>) {
         let seq = self.arch.seq_len;
         let Program { kernels, buffers, weights, positions, threads, pool, .. } = self;
         let mut go = || {
-            for kernel in kernels.iter() {
+            for (i, kernel) in kernels.iter().enumerate() {
+                let start = samples.is_some().then(std::time::Instant::now);
                 let mut out = std::mem::take(&mut buffers[kernel.output]);
                 let env = Env { buffers, weights, positions, input, seq, threads: *threads };
                 run_kernel(kernel, &env, &mut out);
                 buffers[kernel.output] = out;
+                if let (Some(start), Some(samples)) = (start, samples.as_deref_mut()) {
+                    samples[i].push(start.elapsed().as_secs_f64() * 1e3);
+                }
             }
         };
         match pool {
             Some(pool) => pool.install(go),
             None => go(),
         }
-        let n: usize = self.output_shape.iter().product();
-        Ok(self.buffers[self.output][..n].to_vec())
     }
 
     fn check(&self, input: &Batch) -> Result<()> {
@@ -270,10 +292,16 @@ impl Program {
             }
         }
         if let Some((i, &id)) = input.ids.iter().enumerate().find(|&(_, &id)| id as usize >= self.arch.vocab_size) {
-            return Err(Error::Input(format!("token id {id} at position {i} is outside the vocabulary ({})", self.arch.vocab_size)));
+            return Err(Error::Input(format!(
+                "token id {id} at position {i} is outside the vocabulary ({})",
+                self.arch.vocab_size
+            )));
         }
         if let Some((i, &t)) = input.types.iter().enumerate().find(|&(_, &t)| t as usize >= self.arch.type_vocab_size) {
-            return Err(Error::Input(format!("token type {t} at position {i} is outside 0..{}", self.arch.type_vocab_size)));
+            return Err(Error::Input(format!(
+                "token type {t} at position {i} is outside 0..{}",
+                self.arch.type_vocab_size
+            )));
         }
         if let Some((i, m)) = input.mask.iter().enumerate().find(|&(_, &m)| m != 0.0 && m != 1.0) {
             return Err(Error::Input(format!("mask value {m} at position {i} is neither 0 nor 1")));

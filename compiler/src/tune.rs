@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::ir::Epilogue;
-use crate::kernels::gemm::{GemmPlan, linear};
+use crate::kernels::gemm::{GemmPlan, Split, linear};
 use crate::kernels::rows::EpilogueArgs;
 
 /// A tuned shape.
@@ -34,7 +34,7 @@ struct TuningFile {
     plans: Vec<(GemmShape, GemmPlan)>,
 }
 
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 #[derive(Default)]
 struct Cache {
@@ -51,7 +51,12 @@ fn cache() -> &'static Mutex<Cache> {
 pub fn cpu_signature() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let simd = if crate::kernels::simd::has_avx2_fma() { "avx2+fma" } else { "baseline" };
     format!("{model} ({simd})")
@@ -78,7 +83,11 @@ fn load(path: &Path, cache: &mut Cache) {
 }
 
 fn save(path: &Path, cache: &Cache) {
-    let file = TuningFile { version: FORMAT_VERSION, cpu: cpu_signature(), plans: cache.plans.iter().map(|(s, p)| (*s, *p)).collect() };
+    let file = TuningFile {
+        version: FORMAT_VERSION,
+        cpu: cpu_signature(),
+        plans: cache.plans.iter().map(|(s, p)| (*s, *p)).collect(),
+    };
     let Ok(text) = ron::ser::to_string_pretty(&file, ron::ser::PrettyConfig::default()) else { return };
     let tmp = path.with_extension("ron.tmp");
     let result = path
@@ -114,7 +123,7 @@ pub fn gemm_plan(shape: GemmShape, cache_file: Option<&Path>) -> GemmPlan {
 
 /// Candidate plans for a shape.
 pub fn candidates(shape: GemmShape) -> Vec<GemmPlan> {
-    let mut blocks: Vec<usize> = [8, 16, 32, 48, 64, 96, 128, 256].into_iter().filter(|&b| b < shape.m).collect();
+    let mut blocks: Vec<usize> = [16, 32, 64, 128, 256].into_iter().filter(|&b| b < shape.m).collect();
     blocks.push(shape.m.max(1));
     if shape.threads > 1 {
         let even = shape.m.div_ceil(shape.threads);
@@ -124,14 +133,23 @@ pub fn candidates(shape: GemmShape) -> Vec<GemmPlan> {
     }
     let mut out = Vec::new();
     for &row_block in &blocks {
-        out.push(GemmPlan { row_block, split_rows: true });
-        if shape.threads > 1 && row_block >= 32 {
-            out.push(GemmPlan { row_block, split_rows: false });
+        out.push(GemmPlan { row_block, split: Split::Rows });
+        if shape.threads > 1 {
+            out.push(GemmPlan { row_block, split: Split::Cols });
+            if row_block >= 32 {
+                out.push(GemmPlan { row_block, split: Split::Inner });
+            }
         }
+    }
+    if shape.threads > 1 {
+        // Rows split into fewer blocks than threads leaves threads idle.
+        out.retain(|p| p.split != Split::Rows || shape.m.div_ceil(p.row_block) >= shape.threads);
     }
     out
 }
 
+/// Times every candidate in interleaved rounds (so that a burst of load elsewhere hurts all
+/// candidates alike) and keeps the one with the lowest median.
 fn measure(shape: GemmShape) -> GemmPlan {
     let GemmShape { m, n, k, threads } = shape;
     let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
@@ -140,22 +158,26 @@ fn measure(shape: GemmShape) -> GemmPlan {
     let epilogue = Epilogue::default();
     let args = EpilogueArgs::default();
     let flops = 2.0 * (m * n * k) as f64;
-    // Enough repetitions for a stable median, bounded for large shapes.
-    let reps = (2e8 / flops).clamp(3.0, 15.0) as usize;
+    // About 30 ms of work per candidate in all, at least 7 samples.
+    let rounds = (3e9 / flops).clamp(7.0, 41.0) as usize;
+    let plans = candidates(shape);
+    let mut samples = vec![Vec::with_capacity(rounds); plans.len()];
+    for plan in &plans {
+        linear(&mut out, &x, &w, m, n, k, &epilogue, &args, *plan, threads);
+    }
+    for _ in 0..rounds {
+        for (plan, times) in plans.iter().zip(samples.iter_mut()) {
+            let t = Instant::now();
+            linear(&mut out, &x, &w, m, n, k, &epilogue, &args, *plan, threads);
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
     let mut best = (f64::INFINITY, GemmPlan::heuristic(m, threads));
-    for plan in candidates(shape) {
-        linear(&mut out, &x, &w, m, n, k, &epilogue, &args, plan, threads);
-        let mut times: Vec<f64> = (0..reps)
-            .map(|_| {
-                let t = Instant::now();
-                linear(&mut out, &x, &w, m, n, k, &epilogue, &args, plan, threads);
-                t.elapsed().as_secs_f64()
-            })
-            .collect();
+    for (plan, times) in plans.iter().zip(samples.iter_mut()) {
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         if median < best.0 {
-            best = (median, plan);
+            best = (median, *plan);
         }
     }
     tracing::debug!(?shape, plan = ?best.1, seconds = best.0, "tuned gemm");

@@ -87,10 +87,13 @@ impl Weights {
                 safetensors::Dtype::F32 => {
                     data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
                 }
-                safetensors::Dtype::BF16 => {
-                    data.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect()
+                safetensors::Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                    .collect(),
+                safetensors::Dtype::F16 => {
+                    data.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect()
                 }
-                safetensors::Dtype::F16 => data.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
                 other => {
                     // Integer buffers such as `position_ids` are not parameters; skip them.
                     if name.ends_with("position_ids") {

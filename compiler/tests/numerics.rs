@@ -118,7 +118,14 @@ fn kernel_counts_through_the_pipeline() {
     // Embedding, then per layer: QKV GEMM, attention, out-proj GEMM (+residual+LN), FFN GEMMs.
     assert_eq!(
         opt.after.kernel_names()[..6],
-        ["embed_layer_norm[3]", "gemm[bias]", "attention[2x64]", "gemm[bias+residual+ln]", "gemm[bias+gelu]", "gemm[bias+residual+ln]"]
+        [
+            "embed_layer_norm[3]",
+            "gemm[bias]",
+            "attention[2x64]",
+            "gemm[bias+residual+ln]",
+            "gemm[bias+gelu]",
+            "gemm[bias+residual+ln]"
+        ]
     );
 }
 
@@ -129,7 +136,11 @@ fn fusion_shrinks_peak_activation_memory() {
     let fused = compile(&arch, &weights, &CompileOptions::default()).unwrap();
     let options = CompileOptions { passes: PassSelection::None, ..Default::default() };
     let unfused = compile(&arch, &weights, &options).unwrap();
-    eprintln!("peak activation bytes: fused {}, unfused {}", fused.peak_activation_bytes(), unfused.peak_activation_bytes());
+    eprintln!(
+        "peak activation bytes: fused {}, unfused {}",
+        fused.peak_activation_bytes(),
+        unfused.peak_activation_bytes()
+    );
     // The unfused program keeps [heads, S, S] score tensors live; the fused one never has one,
     // and needs no more than two buffers of its widest activation (the FFN's [S, 1024]).
     assert!(fused.peak_activation_bytes() < unfused.peak_activation_bytes());

@@ -1,1 +1,48 @@
-fn main(){}
+//! `canao`: compiler-aware architecture search over BERT variants. This binary wires the crates
+//! together; each stage is a subcommand.
+
+mod cmd;
+mod io;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// canao — find the most accurate BERT variant that meets a latency budget on your device.
+///
+/// Architectures are given as compact strings (`L4-H256-A4-F1024`, per-layer `L2-H128-A[2,4]-F[256,512]`,
+/// head size `-D32`, sequence length `-S64`), as RON (`Arch(layers: 2, …)`), or as a path to a
+/// RON file holding either.
+#[derive(Debug, Parser)]
+#[command(name = "canao", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Compile(cmd::compile::Args),
+    Bench(cmd::bench::Args),
+    Infer(cmd::infer::Args),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compile(args) => cmd::compile::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+        Command::Infer(args) => cmd::infer::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -46,16 +46,10 @@ impl Arch {
     /// have, or an all-layers gene (`Heads(None)`, `Ffn(None)`) whose layers differ.
     pub fn gene(&self, choice: Choice) -> Option<usize> {
         let layer = |list: &[usize], i: usize| {
-            if i < self.layers {
-                list.get(i).copied()
-            } else {
-                None
-            }
+            if i < self.layers { list.get(i).copied() } else { None }
         };
         let shared = |list: &[usize]| match list.first() {
-            Some(&first) if list.len() == self.layers && list.iter().all(|&v| v == first) => {
-                Some(first)
-            }
+            Some(&first) if list.len() == self.layers && list.iter().all(|&v| v == first) => Some(first),
             _ => None,
         };
         match choice {
@@ -102,11 +96,7 @@ impl SearchSpace {
     /// added when the layer count grows) or holds outside the space are always drawn, so the
     /// result lies inside the space; with `prob = 0` an arch of the space comes back unchanged.
     pub fn mutate(&self, arch: &Arch, prob: f64, rng: &mut impl Rng) -> Arch {
-        let prob = if prob.is_nan() {
-            0.0
-        } else {
-            prob.clamp(0.0, 1.0)
-        };
+        let prob = if prob.is_nan() { 0.0 } else { prob.clamp(0.0, 1.0) };
         self.assemble(rng, |choice, options, rng| match arch.gene(choice) {
             Some(value) if options.contains(&value) && !rng.random_bool(prob) => value,
             _ => pick(options, rng),
@@ -136,11 +126,7 @@ impl SearchSpace {
 
     /// Builds an arch gene by gene in the order of [`SearchSpace::genes`], asking `decide` for
     /// each gene's value given its allowed options.
-    fn assemble<R: Rng>(
-        &self,
-        rng: &mut R,
-        mut decide: impl FnMut(Choice, &[usize], &mut R) -> usize,
-    ) -> Arch {
+    fn assemble<R: Rng>(&self, rng: &mut R, mut decide: impl FnMut(Choice, &[usize], &mut R) -> usize) -> Arch {
         let layers = decide(Choice::Layers, &self.layers, rng);
         let hidden = decide(Choice::Hidden, &self.hidden, rng);
         let mut arch = self.arch(layers, hidden, 0, 0);
@@ -150,8 +136,7 @@ impl SearchSpace {
                 arch.ffn[i] = decide(Choice::Ffn(Some(i)), &self.ffn, rng);
             }
         } else {
-            arch.heads
-                .fill(decide(Choice::Heads(None), &self.heads, rng));
+            arch.heads.fill(decide(Choice::Heads(None), &self.heads, rng));
             arch.ffn.fill(decide(Choice::Ffn(None), &self.ffn, rng));
         }
         arch
@@ -180,13 +165,7 @@ mod tests {
 
     #[test]
     fn operators_stay_inside_the_space() {
-        let spaces = [
-            SearchSpace::default(),
-            SearchSpace {
-                per_layer: false,
-                ..SearchSpace::default()
-            },
-        ];
+        let spaces = [SearchSpace::default(), SearchSpace { per_layer: false, ..SearchSpace::default() }];
         for space in &spaces {
             for seed in 0..1000 {
                 let mut rng = rng(seed);
@@ -195,16 +174,8 @@ mod tests {
                 let prob = (seed % 5) as f64 / 4.0;
                 let mutant = space.mutate(&a, prob, &mut rng);
                 let child = space.crossover(&a, &mutant, &mut rng);
-                for arch in [
-                    &a,
-                    &b,
-                    &mutant,
-                    &child,
-                    &space.crossover(&child, &b, &mut rng),
-                ] {
-                    space
-                        .contains(arch)
-                        .unwrap_or_else(|e| panic!("seed {seed}: {arch}: {e}"));
+                for arch in [&a, &b, &mutant, &child, &space.crossover(&child, &b, &mut rng)] {
+                    space.contains(arch).unwrap_or_else(|e| panic!("seed {seed}: {arch}: {e}"));
                     assert!(space.per_layer || arch.is_uniform(), "seed {seed}: {arch}");
                     assert_eq!(&Arch::parse(&arch.to_string()).unwrap(), arch);
                 }
@@ -218,12 +189,8 @@ mod tests {
         let foreign = Arch::uniform(12, 768, 16, 3072); // Every gene outside.
         for seed in 0..100 {
             let mut rng = rng(seed);
-            space
-                .contains(&space.mutate(&foreign, 0.0, &mut rng))
-                .unwrap();
-            space
-                .contains(&space.crossover(&foreign, &foreign, &mut rng))
-                .unwrap();
+            space.contains(&space.mutate(&foreign, 0.0, &mut rng)).unwrap();
+            space.contains(&space.crossover(&foreign, &foreign, &mut rng)).unwrap();
             let inside = space.sample(&mut rng);
             // Only `inside` offers valid genes, so the child is `inside` itself.
             assert_eq!(space.crossover(&foreign, &inside, &mut rng), inside);
@@ -265,10 +232,7 @@ mod tests {
 
     #[test]
     fn growing_layers_draws_the_new_layers() {
-        let space = SearchSpace {
-            layers: vec![1, 6],
-            ..SearchSpace::default()
-        };
+        let space = SearchSpace { layers: vec![1, 6], ..SearchSpace::default() };
         let short = space.smallest();
         let mut new_heads = Vec::new();
         for seed in 0..200 {
@@ -280,10 +244,7 @@ mod tests {
         }
         new_heads.sort_unstable();
         new_heads.dedup();
-        assert_eq!(
-            new_heads, space.heads,
-            "new layers' heads are drawn from every choice"
-        );
+        assert_eq!(new_heads, space.heads, "new layers' heads are drawn from every choice");
     }
 
     #[test]
@@ -336,35 +297,10 @@ mod tests {
         let genes = space.genes(2);
         assert_eq!(genes.len(), 6);
         let names: Vec<String> = genes.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            names,
-            [
-                "layers", "hidden", "heads[0]", "ffn[0]", "heads[1]", "ffn[1]"
-            ]
-        );
-        assert_eq!(
-            SearchSpace {
-                per_layer: false,
-                ..space
-            }
-            .genes(5)
-            .len(),
-            4
-        );
-        let arch = Arch {
-            heads: vec![4, 2],
-            ..Arch::uniform(2, 64, 1, 128)
-        };
-        assert_eq!(
-            (
-                arch.gene(Choice::Heads(Some(1))),
-                arch.gene(Choice::Heads(Some(2)))
-            ),
-            (Some(2), None)
-        );
-        assert_eq!(
-            (arch.gene(Choice::Heads(None)), arch.gene(Choice::Ffn(None))),
-            (None, Some(128))
-        );
+        assert_eq!(names, ["layers", "hidden", "heads[0]", "ffn[0]", "heads[1]", "ffn[1]"]);
+        assert_eq!(SearchSpace { per_layer: false, ..space }.genes(5).len(), 4);
+        let arch = Arch { heads: vec![4, 2], ..Arch::uniform(2, 64, 1, 128) };
+        assert_eq!((arch.gene(Choice::Heads(Some(1))), arch.gene(Choice::Heads(Some(2)))), (Some(2), None));
+        assert_eq!((arch.gene(Choice::Heads(None)), arch.gene(Choice::Ffn(None))), (None, Some(128)));
     }
 }

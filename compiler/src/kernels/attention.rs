@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::gemm::{View, gemm_views};
+use super::gemm::{SendPtr, View, gemm_views};
 use super::rows::softmax_row;
 use super::simd::multiversion;
 
@@ -33,18 +33,6 @@ thread_local! {
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint column blocks of the output (one head of one sequence each).
-unsafe impl Sync for SendPtr {}
-unsafe impl Send for SendPtr {}
-
-impl SendPtr {
-    /// Through a method, so that closures capture the `Sync` wrapper, not the raw field.
-    fn get(&self) -> *mut f32 {
-        self.0
-    }
-}
-
 multiversion! {
     fn mask_softmax(tile: &mut [f32], mask: &[f32], seq: usize) {
         for row in tile.chunks_exact_mut(seq) {
@@ -65,6 +53,7 @@ pub fn attention(out: &mut [f32], q: &[f32], k: &[f32], v: &[f32], mask: &[f32],
         assert!(col + width <= ld && src.len() >= s.batch * seq * ld, "attention source size");
     }
     assert!(mask.len() >= s.batch * seq, "attention mask size");
+    // Tasks write disjoint column blocks of the output (one head of one sequence each).
     let dst = SendPtr(out.as_mut_ptr());
     let task = |bh: usize| {
         let (b, h) = (bh / s.heads, bh % s.heads);
@@ -81,7 +70,9 @@ pub fn attention(out: &mut [f32], q: &[f32], k: &[f32], v: &[f32], mask: &[f32],
             let pv = View { ptr: tile.as_ptr(), rs: seq as isize, cs: 1 };
             // SAFETY: the views address rows row0..row0+seq and columns of head h, inside the
             // sources checked above; the tile is this thread's own.
-            unsafe { gemm_views(seq, seq, d, tile.as_mut_ptr(), seq as isize, qv, kt, false, s.scale, Parallelism::None) };
+            unsafe {
+                gemm_views(seq, seq, d, tile.as_mut_ptr(), seq as isize, qv, kt, false, s.scale, Parallelism::None)
+            };
             mask_softmax(tile, &mask[row0..row0 + seq], seq);
             // SAFETY: the destination block (rows of sequence b, columns of head h) is written by
             // this task alone, and lies inside `out` (checked above).

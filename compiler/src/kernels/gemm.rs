@@ -13,21 +13,31 @@ use serde::{Deserialize, Serialize};
 use super::rows::{EpilogueArgs, apply_epilogue};
 use crate::ir::Epilogue;
 
+/// How a GEMM's work is divided among threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Split {
+    /// Blocks of whole rows are spread over the threads; each block runs its epilogue at once.
+    Rows,
+    /// Each thread computes a panel of columns for all rows (it packs only its share of the
+    /// weights); the epilogue follows in parallel row blocks.
+    Cols,
+    /// The `gemm` crate parallelises each row block's product itself.
+    Inner,
+}
+
 /// How one GEMM shape is scheduled on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GemmPlan {
     /// Rows per block; the epilogue runs on each block right after its product.
     pub row_block: usize,
-    /// `true`: blocks are spread over threads and each product is single-threaded.
-    /// `false`: the `gemm` crate splits each block's product over all threads.
-    pub split_rows: bool,
+    pub split: Split,
 }
 
 impl GemmPlan {
-    /// The plan used when tuning is off: blocks of 64 rows spread over the threads.
+    /// The plan used when tuning is off: one block per thread, rows split.
     pub fn heuristic(m: usize, threads: usize) -> GemmPlan {
         let per_thread = m.div_ceil(threads.max(1));
-        GemmPlan { row_block: per_thread.clamp(1, 64), split_rows: true }
+        GemmPlan { row_block: per_thread.clamp(1, 128), split: Split::Rows }
     }
 }
 
@@ -50,15 +60,26 @@ unsafe impl Sync for View {}
 /// Every view must be valid for the `m×k`, `k×n` and `m×n` elements its strides address, and
 /// `dst` must not overlap `lhs` or `rhs`.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn gemm_views(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: isize, lhs: View, rhs: View, accumulate: bool, scale: f32, par: Parallelism) {
+pub unsafe fn gemm_views(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    lhs: View,
+    rhs: View,
+    accumulate: bool,
+    scale: f32,
+    par: Parallelism,
+) {
     if m == 0 || n == 0 {
         return;
     }
     // SAFETY: forwarded from the caller's contract; `gemm` computes dst = 1·dst + scale·lhs·rhs.
     unsafe {
         gemm::gemm(
-            m, n, k, dst, 1, dst_rs, accumulate, lhs.ptr, lhs.cs, lhs.rs, rhs.ptr, rhs.cs, rhs.rs, 1.0, scale, false, false,
-            false, par,
+            m, n, k, dst, 1, dst_rs, accumulate, lhs.ptr, lhs.cs, lhs.rs, rhs.ptr, rhs.cs, rhs.rs, 1.0, scale, false,
+            false, false, par,
         );
     }
 }
@@ -66,27 +87,69 @@ pub unsafe fn gemm_views(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: is
 /// `out[m×n] = x[m×k] · wᵀ` for `w` stored `[n, k]` (the checkpoint's Linear layout), then the
 /// epilogue, scheduled by `plan` over `threads` threads (the caller runs inside that pool).
 #[allow(clippy::too_many_arguments)]
-pub fn linear(out: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usize, k: usize, epilogue: &Epilogue, args: &EpilogueArgs, plan: GemmPlan, threads: usize) {
+pub fn linear(
+    out: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    epilogue: &Epilogue,
+    args: &EpilogueArgs,
+    plan: GemmPlan,
+    threads: usize,
+) {
     assert!(out.len() >= m * n && x.len() >= m * k && w.len() >= n * k, "gemm operand sizes");
     let out = &mut out[..m * n];
-    let rhs = View { ptr: w.as_ptr(), rs: 1, cs: k as isize };
     let block = plan.row_block.max(1);
-    let run_block = |(b, chunk): (usize, &mut [f32]), par: Parallelism| {
-        let row0 = b * block;
-        let rows = chunk.len() / n;
+    let product = |row0: usize, rows: usize, col0: usize, cols: usize, dst: *mut f32, par: Parallelism| {
         let lhs = View { ptr: x[row0 * k..].as_ptr(), rs: k as isize, cs: 1 };
-        // SAFETY: `chunk` holds `rows×n`, `x` from `row0` holds `rows×k`, `w` holds `n×k`
-        // (all checked above); the output never aliases the operands (the buffer planner
-        // gives every kernel output its own buffer).
-        unsafe { gemm_views(rows, n, k, chunk.as_mut_ptr(), n as isize, lhs, rhs, false, 1.0, par) };
+        let rhs = View { ptr: w[col0 * k..].as_ptr(), rs: 1, cs: k as isize };
+        // SAFETY: rows row0..row0+rows of `x` and weight rows col0..col0+cols lie inside the
+        // operands (sizes checked above); `dst` addresses a rows×cols block of `out` with row
+        // stride n that only this call writes; outputs never alias operands (buffer planner).
+        unsafe { gemm_views(rows, cols, k, dst, n as isize, lhs, rhs, false, 1.0, par) };
+    };
+    let block_task = |(b, chunk): (usize, &mut [f32]), par: Parallelism| {
+        let row0 = b * block;
+        product(row0, chunk.len() / n, 0, n, chunk.as_mut_ptr(), par);
         apply_epilogue(chunk, n, row0, epilogue, args);
     };
-    if threads <= 1 {
-        out.chunks_mut(block * n).enumerate().for_each(|c| run_block(c, Parallelism::None));
-    } else if plan.split_rows {
-        out.par_chunks_mut(block * n).enumerate().for_each(|c| run_block(c, Parallelism::None));
-    } else {
-        out.chunks_mut(block * n).enumerate().for_each(|c| run_block(c, Parallelism::Rayon(threads)));
+    match plan.split {
+        _ if threads <= 1 => out.chunks_mut(block * n).enumerate().for_each(|c| block_task(c, Parallelism::None)),
+        Split::Rows => out.par_chunks_mut(block * n).enumerate().for_each(|c| block_task(c, Parallelism::None)),
+        Split::Inner => out.chunks_mut(block * n).enumerate().for_each(|c| block_task(c, Parallelism::Rayon(threads))),
+        Split::Cols => {
+            // Panels of whole SIMD-friendly widths, one per thread.
+            let panel = n.div_ceil(threads).next_multiple_of(16).min(n);
+            let dst = SendPtr(out.as_mut_ptr());
+            (0..n.div_ceil(panel)).into_par_iter().for_each(|p| {
+                let col0 = p * panel;
+                // SAFETY: panel p covers columns col0..col0+cols of every row, disjoint from
+                // the other panels.
+                let base = unsafe { dst.get().add(col0) };
+                for row0 in (0..m).step_by(block) {
+                    let rows = block.min(m - row0);
+                    product(row0, rows, col0, panel.min(n - col0), unsafe { base.add(row0 * n) }, Parallelism::None);
+                }
+            });
+            out.par_chunks_mut(block * n)
+                .enumerate()
+                .for_each(|(b, chunk)| apply_epilogue(chunk, n, b * block, epilogue, args));
+        }
+    }
+}
+
+/// A raw output pointer shared by tasks that write disjoint parts of one buffer.
+pub struct SendPtr(pub *mut f32);
+// SAFETY: users write disjoint regions only (each says which in a SAFETY comment).
+unsafe impl Sync for SendPtr {}
+unsafe impl Send for SendPtr {}
+
+impl SendPtr {
+    /// Through a method, so that closures capture the `Sync` wrapper, not the raw field.
+    pub fn get(&self) -> *mut f32 {
+        self.0
     }
 }
 

@@ -3,12 +3,16 @@
 //! AVX2 + FMA instances of the kernels that call it (see [`crate::kernels::simd`]).
 
 /// `exp(x)` after Cephes' `expf`: range reduction by `ln 2`, a degree-6 polynomial, and the
-/// exponent built from bits. Relative error about 2 ulp over the clamped range.
+/// exponent built from bits. Relative error about 2 ulp over the clamped range. Rounding and the
+/// float-to-integer step use the `1.5·2²³` magic constant instead of `floor` and `as i32`, so the
+/// function is pure arithmetic and bit operations that vectorise.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer in the mantissa.
     let x = x.clamp(-87.3, 88.3);
-    let fx = (x * std::f32::consts::LOG2_E + 0.5).floor();
-    let r = x - fx * 0.693_359_4 + fx * 2.121_944_4e-4;
+    let t = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let mut y = 1.987_569_1e-4_f32;
     y = y * r + 1.398_199_9e-3;
     y = y * r + 8.333_452e-3;
@@ -16,8 +20,8 @@ pub fn exp(x: f32) -> f32 {
     y = y * r + 1.666_666_5e-1;
     y = y * r + 5.000_000_1e-1;
     y = y * r * r + r + 1.0;
-    let bits = ((fx as i32 + 127) as u32) << 23;
-    y * f32::from_bits(bits)
+    let n_int = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    y * f32::from_bits(((n_int + 127) as u32) << 23)
 }
 
 /// `erf(x)` by Abramowitz & Stegun 7.1.26: absolute error below 1.5e-7.

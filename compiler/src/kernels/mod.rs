@@ -28,7 +28,15 @@ pub fn for_row_chunks(out: &mut [f32], n: usize, threads: usize, f: impl Fn(usiz
 }
 
 /// `out[t] = LayerNorm(Σ_i table_i[index_i[t]])` for every token `t`: the fused embedding.
-pub fn embed_layer_norm(out: &mut [f32], parts: &[(&[f32], &[u32])], gamma: &[f32], beta: &[f32], hidden: usize, eps: f32, threads: usize) {
+pub fn embed_layer_norm(
+    out: &mut [f32],
+    parts: &[(&[f32], &[u32])],
+    gamma: &[f32],
+    beta: &[f32],
+    hidden: usize,
+    eps: f32,
+    threads: usize,
+) {
     for_row_chunks(out, hidden, threads, |t0, rows| embed_rows(rows, t0, parts, gamma, beta, hidden, eps));
 }
 

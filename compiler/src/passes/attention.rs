@@ -21,7 +21,11 @@ struct Chain {
 /// Follows input `slot` of `n` if its op satisfies `want`.
 fn producer(g: &Graph, n: NodeId, slot: usize, want: fn(&Op) -> bool) -> std::result::Result<NodeId, String> {
     let p = g.inputs(n)[slot];
-    if want(g.op(p)) { Ok(p) } else { Err(format!("{} feeds {}, not the attention pattern", describe(g, p), describe(g, n))) }
+    if want(g.op(p)) {
+        Ok(p)
+    } else {
+        Err(format!("{} feeds {}, not the attention pattern", describe(g, p), describe(g, n)))
+    }
 }
 
 fn match_chain(g: &Graph, merge: NodeId) -> std::result::Result<Chain, String> {
@@ -74,7 +78,12 @@ impl Pass for AttentionFusion {
             let op = Op::Attention { heads, head_dim, scale: chain.scale, q_col, k_col, v_col };
             let fused = g.add(op, g.node(merge).shape.clone(), &[q_src, k_src, v_src, chain.mask]);
             g.replace_uses(merge, fused);
-            notes.rewrote(format!("{} and its {} producers -> %{} attention", describe(g, merge), chain.interior.len() + 3, fused.index()));
+            notes.rewrote(format!(
+                "{} and its {} producers -> %{} attention",
+                describe(g, merge),
+                chain.interior.len() + 3,
+                fused.index()
+            ));
             let mut dead = vec![merge];
             dead.extend(chain.interior);
             dead.extend([chain.q, chain.k, chain.v]);

@@ -46,7 +46,11 @@ impl Pass for EmbeddingLayerNorm {
                 continue;
             }
             if let Some(&bad) = leaves.iter().find(|&&l| !matches!(g.op(l), Op::Gather) || g.use_count(l) != 1) {
-                notes.refused(format!("{} stays unfused: addend {} is not a single-use gather", describe(g, ln), describe(g, bad)));
+                notes.refused(format!(
+                    "{} stays unfused: addend {} is not a single-use gather",
+                    describe(g, ln),
+                    describe(g, bad)
+                ));
                 continue;
             }
             let mut operands = Vec::new();
@@ -57,7 +61,12 @@ impl Pass for EmbeddingLayerNorm {
             let op = Op::EmbedLayerNorm { parts: leaves.len(), eps };
             let fused = g.add(op, g.node(ln).shape.clone(), &operands);
             g.replace_uses(ln, fused);
-            notes.rewrote(format!("{} gathers + {} -> %{} embed_layer_norm", leaves.len(), describe(g, ln), fused.index()));
+            notes.rewrote(format!(
+                "{} gathers + {} -> %{} embed_layer_norm",
+                leaves.len(),
+                describe(g, ln),
+                fused.index()
+            ));
             let mut dead = vec![ln];
             dead.extend(interior);
             dead.extend(leaves);

@@ -25,8 +25,11 @@ fn should_fuse(g: &Graph, epilogue: Epilogue, consumer: NodeId, slot: usize) -> 
             next.bias = true;
             vec![inputs[1]]
         }
-        Op::Gelu | Op::Tanh if epilogue.activation.is_none() && !epilogue.residual && next.layer_norm_eps_bits.is_none() => {
-            next.activation = Some(if matches!(g.op(consumer), Op::Gelu) { Activation::Gelu } else { Activation::Tanh });
+        Op::Gelu | Op::Tanh
+            if epilogue.activation.is_none() && !epilogue.residual && next.layer_norm_eps_bits.is_none() =>
+        {
+            next.activation =
+                Some(if matches!(g.op(consumer), Op::Gelu) { Activation::Gelu } else { Activation::Tanh });
             vec![]
         }
         Op::Add if !epilogue.residual && epilogue.layer_norm_eps_bits.is_none() => {
@@ -43,14 +46,22 @@ fn should_fuse(g: &Graph, epilogue: Epilogue, consumer: NodeId, slot: usize) -> 
             vec![other(slot), inputs[2], inputs[3]]
         }
         op @ (Op::BiasAdd | Op::Gelu | Op::Tanh | Op::Add | Op::LayerNorm { .. } | Op::AddLayerNorm { .. }) => {
-            return Err(format!("{} cannot follow the epilogue [{}] (order is bias, activation, residual, norm)", op.name(), epilogue.label()));
+            return Err(format!(
+                "{} cannot follow the epilogue [{}] (order is bias, activation, residual, norm)",
+                op.name(),
+                epilogue.label()
+            ));
         }
         op => {
             let kind = op.fusion_kind();
             return Err(match kind {
                 FusionKind::Elementwise | FusionKind::Broadcast => format!("{} has no epilogue form", op.name()),
                 FusionKind::Reduce => format!("{} reduces across tiles, not along a tile's rows", op.name()),
-                _ => format!("{} is {:?}: an epilogue takes elementwise, broadcast and row-reduce ops only", op.name(), kind),
+                _ => format!(
+                    "{} is {:?}: an epilogue takes elementwise, broadcast and row-reduce ops only",
+                    op.name(),
+                    kind
+                ),
             });
         }
     };
@@ -76,7 +87,11 @@ impl Pass for GemmEpilogue {
                 let consumers = g.consumers(gemm);
                 if g.use_count(gemm) != 1 {
                     if g.use_count(gemm) > 1 {
-                        notes.refused(format!("{}: result read {} times, epilogue stops", describe(g, gemm), g.use_count(gemm)));
+                        notes.refused(format!(
+                            "{}: result read {} times, epilogue stops",
+                            describe(g, gemm),
+                            g.use_count(gemm)
+                        ));
                     }
                     break;
                 }
@@ -88,7 +103,12 @@ impl Pass for GemmEpilogue {
                         operands.extend(step.operands);
                         let fused = g.add(Op::Gemm(step.epilogue), g.node(consumer).shape.clone(), &operands);
                         g.replace_uses(consumer, fused);
-                        notes.rewrote(format!("{} into %{} gemm[{}]", describe(g, consumer), fused.index(), step.epilogue.label()));
+                        notes.rewrote(format!(
+                            "{} into %{} gemm[{}]",
+                            describe(g, consumer),
+                            fused.index(),
+                            step.epilogue.label()
+                        ));
                         remove_if_unused(g, &[consumer, gemm]);
                         gemm = fused;
                     }

@@ -50,11 +50,8 @@ impl Pass for QkvMerge {
             if !g.dag.contains_node(x) {
                 continue;
             }
-            let matmuls: Vec<NodeId> = g
-                .consumers(x)
-                .into_iter()
-                .filter(|&c| matches!(g.op(c), Op::MatMul) && g.inputs(c)[0] == x)
-                .collect();
+            let matmuls: Vec<NodeId> =
+                g.consumers(x).into_iter().filter(|&c| matches!(g.op(c), Op::MatMul) && g.inputs(c)[0] == x).collect();
             if matmuls.len() < 2 {
                 continue;
             }
@@ -62,7 +59,9 @@ impl Pass for QkvMerge {
             for &m in &matmuls {
                 match projection(g, m) {
                     Ok(p) => group.push(p),
-                    Err(why) => notes.refused(format!("{} stays out of the merge of %{}: {why}", describe(g, m), x.index())),
+                    Err(why) => {
+                        notes.refused(format!("{} stays out of the merge of %{}: {why}", describe(g, m), x.index()))
+                    }
                 }
             }
             if group.len() < 2 {

@@ -1,0 +1,139 @@
+//! `canao bench`: the compiled program's latency, against the unfused program in the same run.
+
+use anyhow::Result;
+use compiler::timing::{Timing, time_runs};
+use compiler::{Batch, CompileOptions, PassSelection, Program, Tuning, Weights, compile};
+use serde_json::json;
+
+use crate::io::{parse_arch, print_json, tuning_cache};
+
+/// Measure the compiled latency of an architecture on this machine (random weights).
+///
+/// Prints the median latency of the compiled program (after warm-up, at least --runs timed runs),
+/// its attained GFLOP/s, and its speed-up over the unfused program (every op its own kernel, same
+/// GEMM micro-kernels) measured in the same run.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Architecture: compact string, RON, or a RON file.
+    #[arg(long)]
+    arch: String,
+    /// Sequence length (overrides the arch's).
+    #[arg(long)]
+    seq: Option<usize>,
+    /// Sequences per run.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Minimum number of timed runs.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Keep timing until this many seconds have passed (at most 2000 runs).
+    #[arg(long, default_value_t = 1.0)]
+    min_secs: f64,
+    /// Untimed warm-up runs.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Use the fixed GEMM heuristic instead of tuning on this machine.
+    #[arg(long)]
+    no_tune: bool,
+    /// Skip the unfused baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Also time every kernel and print the breakdown.
+    #[arg(long)]
+    breakdown: bool,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn time(program: &mut Program, input: &Batch, args: &Args) -> Result<Timing> {
+    program.run(input)?;
+    let mut failure = None;
+    let timing = time_runs(
+        || {
+            if let Err(e) = program.run(input) {
+                failure = Some(e);
+            }
+        },
+        args.warmup,
+        args.runs,
+        args.min_secs,
+        2000,
+    );
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(timing),
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let arch = parse_arch(&args.arch, args.seq)?;
+    let weights = Weights::random(&arch, 0);
+    let input = Batch::synthetic(&arch, &vec![arch.seq_len; args.batch], 0);
+    let tuning = if args.no_tune { Tuning::Off } else { Tuning::Auto { cache_file: Some(tuning_cache()) } };
+    let options = CompileOptions { batch: args.batch, threads: args.threads, tuning, ..Default::default() };
+    if !args.json {
+        eprintln!("compiling {arch} (seq {}, batch {}, {} threads)…", arch.seq_len, args.batch, args.threads);
+    }
+    let mut program = compile(&arch, &weights, &options)?;
+    let fused = time(&mut program, &input, &args)?;
+    let flops = arch.flops(args.batch) as f64;
+    let gflops = flops / (fused.median_ms * 1e-3) / 1e9;
+    let unfused = if args.no_baseline {
+        None
+    } else {
+        let options = CompileOptions { passes: PassSelection::None, ..options.clone() };
+        let mut baseline = compile(&arch, &weights, &options)?;
+        Some(time(&mut baseline, &input, &args)?)
+    };
+    let cpu = compiler::tune::cpu_signature();
+    println!("arch        {arch}  seq {}  batch {}  threads {}", arch.seq_len, args.batch, args.threads);
+    println!("machine     {cpu}");
+    println!(
+        "compiled    median {:.3} ms  (p10 {:.3}, p90 {:.3}, {} runs)  {:.1} GFLOP/s  {} kernels",
+        fused.median_ms,
+        fused.p10_ms,
+        fused.p90_ms,
+        fused.runs,
+        gflops,
+        program.kernels().len()
+    );
+    if let Some(u) = &unfused {
+        println!(
+            "unfused     median {:.3} ms  → compiled is {:.2}× faster",
+            u.median_ms,
+            u.median_ms / fused.median_ms
+        );
+    }
+    let breakdown = if args.breakdown { Some(program.profile(&input, args.runs.max(20))?) } else { None };
+    if let Some(times) = &breakdown {
+        let total: f64 = times.iter().sum();
+        println!("per kernel (median ms, share of the summed medians {total:.3} ms):");
+        for (kernel, ms) in program.kernels().iter().zip(times) {
+            let gf = kernel.key.flops() as f64 / (ms * 1e-3) / 1e9;
+            println!("  {ms:>8.4} {:>5.1}%  {:>6.1} GFLOP/s  {}", 100.0 * ms / total, gf, kernel.key);
+        }
+    }
+    println!("burn eager  not measured: the burn forward lands with the supernet crate");
+    if args.json {
+        print_json(&json!({
+            "arch": arch.to_string(),
+            "seq": arch.seq_len,
+            "batch": args.batch,
+            "threads": args.threads,
+            "machine": cpu,
+            "compiled": fused,
+            "gflops": gflops,
+            "kernels": program.kernels().len(),
+            "peak_activation_bytes": program.peak_activation_bytes(),
+            "unfused": unfused,
+            "speedup_vs_unfused": unfused.map(|u| u.median_ms / fused.median_ms),
+            "burn_eager": null,
+            "breakdown": breakdown.map(|t| program.kernels().iter().zip(t).map(|(k, ms)| json!({"kernel": k.key.to_string(), "median_ms": ms})).collect::<Vec<_>>()),
+        }));
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `canao compile`: lower and fuse an arch, show what the compiler did.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use compiler::{CompileOptions, PassSelection, Weights, compile, optimize};
+
+use crate::io::{parse_arch, write_atomic};
+
+/// Compile an architecture and show its kernels; `--explain` shows every pass.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Architecture: compact string, RON, or a RON file.
+    #[arg(long)]
+    arch: String,
+    /// Sequence length (overrides the arch's).
+    #[arg(long)]
+    seq: Option<usize>,
+    /// Sequences per run.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Print the pipeline, the kernel list after each pass, every rewrite and every refused fusion.
+    #[arg(long)]
+    explain: bool,
+    /// Write the graph before and after the pipeline as Graphviz files FILE.before.dot and FILE.after.dot.
+    #[arg(long, value_name = "FILE")]
+    dot: Option<PathBuf>,
+    /// Skip a pass (repeatable); see --explain for the names.
+    #[arg(long = "disable-pass", value_name = "PASS")]
+    disable: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let arch = parse_arch(&args.arch, args.seq)?;
+    let passes =
+        if args.disable.is_empty() { PassSelection::All } else { PassSelection::Without(args.disable.clone()) };
+    let options = CompileOptions { batch: args.batch, passes, ..Default::default() };
+    let optimized = optimize(&arch, &options)?;
+
+    println!("arch {arch}  (batch {}, seq {})", args.batch, arch.seq_len);
+    println!("parameters {}  GFLOPs {:.3}", arch.params(), arch.flops(args.batch) as f64 / 1e9);
+    if args.explain {
+        println!("\nlowered: {} kernels", optimized.before.kernel_count());
+        for report in &optimized.passes {
+            let mark = if report.changed { "changed" } else { "no change" };
+            println!("\n== pass {} ({mark}): {} kernels", report.name, report.kernels_after.len());
+            for r in &report.notes.rewrites {
+                println!("  rewrote  {r}");
+            }
+            for r in &report.notes.refusals {
+                println!("  refused  {r}");
+            }
+            println!("  kernels: {}", report.kernels_after.join(" "));
+        }
+        println!();
+    }
+    // Bind seeded random weights to show the final program with its buffer plan.
+    let program = compile(&arch, &Weights::random(&arch, 0), &options)?;
+    println!(
+        "program: {} kernels, peak activation memory {:.1} KiB",
+        program.kernels().len(),
+        program.peak_activation_bytes() as f64 / 1024.0
+    );
+    for (i, kernel) in program.kernels().iter().enumerate() {
+        println!("  {i:>3} {}", kernel.key);
+    }
+    if let Some(path) = &args.dot {
+        let stem = path.with_extension("");
+        let before = stem.with_extension("before.dot");
+        let after = stem.with_extension("after.dot");
+        write_atomic(&before, optimized.before.to_dot().as_bytes())?;
+        write_atomic(&after, optimized.after.to_dot().as_bytes())?;
+        println!("wrote {} and {}", before.display(), after.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! The `canao` binary end to end: real commands, real output, real exit codes.
+
+use std::process::{Command, Output};
+
+fn canao(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_canao")).args(args).output().expect("canao runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn last_json(o: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let line = stdout.lines().last().expect("output");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}"))
+}
+
+#[test]
+fn bad_archs_fail_with_one_clear_line() {
+    for (arch, needle) in [
+        ("L2-H128-A0-F512", "heads[0]"),
+        ("L2-H128-A2-F0", "ffn[0]"),
+        ("L2-H128-A[2,2,2]-F512", "heads"),
+        ("L2-H128-A2-F512-S600", "seq_len"),
+        ("nonsense", "L<layers>"),
+    ] {
+        let out = canao(&["compile", "--arch", arch]);
+        assert!(!out.status.success(), "{arch} should fail");
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{arch}: one line expected, got {err}");
+        assert!(err.starts_with("error:") && err.contains(needle), "{arch}: {err}");
+        assert!(!err.contains("panicked"), "{arch}: {err}");
+    }
+}
+
+#[test]
+fn explain_shows_every_pass_and_refusals() {
+    let out = canao(&["compile", "--arch", "L2-H128-A2-F512", "--seq", "16", "--explain"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for pass in compiler::passes::pass_names() {
+        assert!(text.contains(&format!("== pass {pass}")), "missing {pass}");
+    }
+    assert!(text.contains("refused"), "no refusal shown");
+    assert!(text.contains("program: 12 kernels"), "{text}");
+}
+
+#[test]
+fn dot_files_are_written() {
+    let dir = std::env::temp_dir().join(format!("canao-dot-{}", std::process::id()));
+    let path = dir.join("graph.dot");
+    let out = canao(&["compile", "--arch", "L1-H64-A2-F128-D32", "--dot", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["graph.before.dot", "graph.after.dot"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(text.starts_with("digraph") && text.contains("->"), "{name}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bench_json_reports_a_median_and_a_ratio() {
+    let out = canao(&[
+        "bench",
+        "--arch",
+        "L1-H64-A2-F128-D32",
+        "--seq",
+        "16",
+        "--threads",
+        "2",
+        "--runs",
+        "5",
+        "--min-secs",
+        "0",
+        "--warmup",
+        "1",
+        "--no-tune",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = last_json(&out);
+    let median = v["compiled"]["median_ms"].as_f64().unwrap();
+    assert!(median > 0.0);
+    assert!(v["speedup_vs_unfused"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["threads"], 2);
+    assert!(v["gflops"].as_f64().unwrap() > 0.0);
+}
