@@ -91,7 +91,7 @@ impl HfConfig {
             Some(p) => (p.heads.clone(), p.ffn.clone(), p.head_dim),
             None => {
                 let heads = self.num_attention_heads;
-                if heads == 0 || self.hidden_size % heads != 0 {
+                if heads == 0 || !self.hidden_size.is_multiple_of(heads) {
                     return Err(invalid(
                         "num_attention_heads",
                         format!("{heads} does not divide hidden_size {}", self.hidden_size),

@@ -3,6 +3,8 @@
 //! warm-up. The peers' numbers are the (best of ONNX Runtime and TFLite+XNNPACK on this
 //! machine class); `benchmarks/peers.py` measures ONNX Runtime here.
 
+#![allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
+
 use arch::Arch;
 use compiler::timing::time_runs;
 use compiler::{Batch, CompileOptions, PassSelection, Tuning, Weights, compile};

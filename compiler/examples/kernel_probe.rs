@@ -3,6 +3,8 @@ use compiler::ir::Activation;
 use compiler::kernels::rows::activation;
 use compiler::timing::time_runs;
 
+#![allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
+
 fn main() {
     let n = 128 * 1024;
     let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 * 0.01 - 5.0).collect();

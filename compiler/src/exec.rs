@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::ir::{Activation, InputKind, Op};
 use crate::kernels::attention::{AttentionShape, attention};
-use crate::kernels::gemm::{GemmPlan, View, gemm_views, linear};
+use crate::kernels::gemm::{GemmPlan, View, Weight, gemm_views, linear};
+use crate::kernels::packed::PackedB;
 use crate::kernels::rows::{EpilogueArgs, activation, add_layer_norm, softmax_rows};
 use crate::kernels::{self, for_row_chunks};
 use crate::key::KernelKey;
@@ -31,6 +32,8 @@ pub struct Kernel {
     pub(crate) output: usize,
     /// The tuned schedule, for GEMM kernels.
     pub gemm: Option<GemmPlan>,
+    /// The weight operand packed for the packed GEMM kernel.
+    pub(crate) packed: Option<Arc<PackedB>>,
 }
 
 /// What operands are read from while a program runs.
@@ -87,8 +90,9 @@ pub(crate) fn run_kernel(kernel: &Kernel, env: &Env, out: &mut [f32]) {
             let residual = epilogue.residual.then(&mut take);
             let gamma_beta = epilogue.layer_norm_eps_bits.map(|_| (take(), take()));
             let args = EpilogueArgs { bias, residual, gamma_beta };
-            let plan = kernel.gemm.unwrap_or_else(|| GemmPlan::heuristic(m, threads));
-            linear(out, env.f(ins[0]), env.f(ins[1]), m, n, k, &epilogue, &args, plan, threads);
+            let plan = kernel.gemm.unwrap_or_else(|| GemmPlan::heuristic(m, n, threads));
+            let w = Weight { raw: env.f(ins[1]), packed: kernel.packed.as_deref() };
+            linear(out, env.f(ins[0]), w, m, n, k, &epilogue, &args, plan, threads);
         }
         Op::Attention { heads, head_dim, scale, q_col, k_col, v_col } => {
             let seq = env.seq;

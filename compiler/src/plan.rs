@@ -60,12 +60,11 @@ pub fn plan_buffers(g: &Graph, schedule: &[NodeId]) -> BufferPlan {
         // Values whose last reader is this kernel free their buffers after it ran; a value that
         // nobody reads (dead, or read by nothing but a later pass removed it) frees at once.
         for input in g.inputs(n).into_iter().chain(std::iter::once(n)) {
-            if last_use.get(&input).copied().unwrap_or(i) == i {
-                if let Some(&b) = assignment.get(&input) {
-                    if !free.contains(&b) {
-                        free.push(b);
-                    }
-                }
+            if last_use.get(&input).copied().unwrap_or(i) == i
+                && let Some(&b) = assignment.get(&input)
+                && !free.contains(&b)
+            {
+                free.push(b);
             }
         }
     }

@@ -10,6 +10,7 @@ use arch::Arch;
 use crate::exec::{Env, Kernel, Src, run_kernel};
 use crate::ir::{Graph, InputKind, Op, WeightRef};
 use crate::kernels::gemm::GemmPlan;
+use crate::kernels::packed::PackedB;
 use crate::key::{KernelKey, PrimitiveOp};
 use crate::lower::{BERT_LAYER_NORM_EPS, lower, weight_specs};
 use crate::passes::{Notes, pass_names, pipeline};
@@ -207,11 +208,12 @@ impl Program {
                 .collect();
             let input_shapes: Vec<Vec<usize>> = graph.inputs(n).iter().map(|&i| graph.node(i).shape.clone()).collect();
             let key = kernel_key(&node.op, &input_shapes, &node.shape, graph.seq);
-            let gemm = match key {
-                KernelKey::Gemm { m, n, k, .. } => {
-                    Some(choose_plan(GemmShape { m, n, k, threads }, &options.tuning, &pool))
+            let (gemm, packed) = match (&key, inputs.get(1)) {
+                (KernelKey::Gemm { m, n, k, .. }, Some(Src::Weight(w))) => {
+                    let plan = choose_plan(GemmShape { m: *m, n: *n, k: *k, threads }, &options.tuning, &pool);
+                    (Some(plan), Some(Arc::new(PackedB::pack(&bound[*w], *n, *k))))
                 }
-                _ => None,
+                _ => (None, None),
             };
             kernels.push(Kernel {
                 key,
@@ -221,6 +223,7 @@ impl Program {
                 out_shape: node.shape.clone(),
                 output: plan.assignment[&n],
                 gemm,
+                packed,
             });
         }
         let out_node = graph.outputs[0];
@@ -341,7 +344,7 @@ impl Program {
 
 fn choose_plan(shape: GemmShape, tuning: &Tuning, pool: &Option<rayon::ThreadPool>) -> GemmPlan {
     match tuning {
-        Tuning::Off => GemmPlan::heuristic(shape.m, shape.threads),
+        Tuning::Off => GemmPlan::heuristic(shape.m, shape.n, shape.threads),
         Tuning::Auto { cache_file } => {
             let tune = || gemm_plan(shape, cache_file.as_deref());
             match pool {

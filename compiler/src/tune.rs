@@ -14,7 +14,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::ir::Epilogue;
-use crate::kernels::gemm::{GemmPlan, Split, linear};
+use crate::kernels::gemm::{GemmKernel, GemmPlan, Split, Weight, linear};
+use crate::kernels::packed::{self, PackedB};
 use crate::kernels::rows::EpilogueArgs;
 
 /// A tuned shape.
@@ -34,7 +35,7 @@ struct TuningFile {
     plans: Vec<(GemmShape, GemmPlan)>,
 }
 
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 
 #[derive(Default)]
 struct Cache {
@@ -132,18 +133,29 @@ pub fn candidates(shape: GemmShape) -> Vec<GemmPlan> {
         }
     }
     let mut out = Vec::new();
+    let crate_plan = |row_block, split| GemmPlan { kernel: GemmKernel::Crate, row_block, kc: 0, split };
     for &row_block in &blocks {
-        out.push(GemmPlan { row_block, split: Split::Rows });
+        out.push(crate_plan(row_block, Split::Rows));
         if shape.threads > 1 {
-            out.push(GemmPlan { row_block, split: Split::Cols });
+            out.push(crate_plan(row_block, Split::Cols));
             if row_block >= 32 {
-                out.push(GemmPlan { row_block, split: Split::Inner });
+                out.push(crate_plan(row_block, Split::Inner));
+            }
+        }
+    }
+    if packed::available() {
+        let splits: &[Split] = if shape.threads > 1 { &[Split::Rows, Split::Cols] } else { &[Split::Rows] };
+        for kc in [128, 256, 512].into_iter().filter(|&kc| kc <= shape.k.next_power_of_two().max(128)) {
+            for &split in splits {
+                out.push(GemmPlan { kernel: GemmKernel::Packed, row_block: shape.m, kc, split });
             }
         }
     }
     if shape.threads > 1 {
         // Rows split into fewer blocks than threads leaves threads idle.
-        out.retain(|p| p.split != Split::Rows || shape.m.div_ceil(p.row_block) >= shape.threads);
+        out.retain(|p| {
+            p.kernel == GemmKernel::Packed || p.split != Split::Rows || shape.m.div_ceil(p.row_block) >= shape.threads
+        });
     }
     out
 }
@@ -154,6 +166,8 @@ fn measure(shape: GemmShape) -> GemmPlan {
     let GemmShape { m, n, k, threads } = shape;
     let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
     let w: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let packed = PackedB::pack(&w, n, k);
+    let w = Weight { raw: &w, packed: Some(&packed) };
     let mut out = vec![0.0f32; m * n];
     let epilogue = Epilogue::default();
     let args = EpilogueArgs::default();
@@ -163,16 +177,16 @@ fn measure(shape: GemmShape) -> GemmPlan {
     let plans = candidates(shape);
     let mut samples = vec![Vec::with_capacity(rounds); plans.len()];
     for plan in &plans {
-        linear(&mut out, &x, &w, m, n, k, &epilogue, &args, *plan, threads);
+        linear(&mut out, &x, w, m, n, k, &epilogue, &args, *plan, threads);
     }
     for _ in 0..rounds {
         for (plan, times) in plans.iter().zip(samples.iter_mut()) {
             let t = Instant::now();
-            linear(&mut out, &x, &w, m, n, k, &epilogue, &args, *plan, threads);
+            linear(&mut out, &x, w, m, n, k, &epilogue, &args, *plan, threads);
             times.push(t.elapsed().as_secs_f64());
         }
     }
-    let mut best = (f64::INFINITY, GemmPlan::heuristic(m, threads));
+    let mut best = (f64::INFINITY, GemmPlan::heuristic(m, n, threads));
     for (plan, times) in plans.iter().zip(samples.iter_mut()) {
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];

@@ -1,5 +1,7 @@
 //! The compiled program against the independent reference forward, and fused against unfused.
 
+#![allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
+
 use arch::{Arch, SearchSpace, TaskHead};
 use compiler::{Batch, CompileOptions, PassSelection, Weights, compile, optimize, reference};
 use rand::{Rng, SeedableRng};

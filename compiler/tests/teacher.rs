@@ -2,6 +2,8 @@
 //! Runs when the teacher is present: `$CANAO_TEACHER`, else canao's cache, where
 //! `scripts/fetch-teacher.sh` (called by `.ci/run`) puts it.
 
+#![allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
+
 use std::path::PathBuf;
 
 use arch::hf::HfConfig;

@@ -1,5 +1,7 @@
 //! The `canao` binary end to end: real commands, real output, real exit codes.
 
+#![allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
+
 use std::process::{Command, Output};
 
 fn canao(args: &[&str]) -> Output {

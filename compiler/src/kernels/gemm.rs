@@ -10,7 +10,8 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::rows::{EpilogueArgs, apply_epilogue};
+use super::packed::{self, PackedB};
+use super::rows::{EpilogueArgs, apply_epilogue, layer_norm_rows, tile_epilogue};
 use crate::ir::Epilogue;
 
 /// How a GEMM's work is divided among threads.
@@ -25,19 +26,37 @@ pub enum Split {
     Inner,
 }
 
+/// Which micro-kernels compute the product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GemmKernel {
+    /// The `gemm` crate (packs both operands on every call).
+    Crate,
+    /// canao's AVX2 kernel over weights packed at compile time ([`super::packed`]).
+    Packed,
+}
+
 /// How one GEMM shape is scheduled on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GemmPlan {
-    /// Rows per block; the epilogue runs on each block right after its product.
+    pub kernel: GemmKernel,
+    /// Rows per block (crate kernel); the epilogue runs on each block right after its product.
     pub row_block: usize,
+    /// Depth of a `k` block (packed kernel).
+    pub kc: usize,
     pub split: Split,
 }
 
 impl GemmPlan {
-    /// The plan used when tuning is off: one block per thread, rows split.
-    pub fn heuristic(m: usize, threads: usize) -> GemmPlan {
+    /// The plan used when tuning is off: the packed kernel where the CPU has it, columns split
+    /// over threads when there are panels enough, else rows.
+    pub fn heuristic(m: usize, n: usize, threads: usize) -> GemmPlan {
         let per_thread = m.div_ceil(threads.max(1));
-        GemmPlan { row_block: per_thread.clamp(1, 128), split: Split::Rows }
+        if packed::available() {
+            let split = if n.div_ceil(packed::NR) >= 2 * threads { Split::Cols } else { Split::Rows };
+            GemmPlan { kernel: GemmKernel::Packed, row_block: per_thread, kc: 256, split }
+        } else {
+            GemmPlan { kernel: GemmKernel::Crate, row_block: per_thread.clamp(1, 128), kc: 256, split: Split::Rows }
+        }
     }
 }
 
@@ -84,13 +103,20 @@ pub unsafe fn gemm_views(
     }
 }
 
+/// The weight operand of [`linear`]: `[n, k]` as stored, and packed for the packed kernel.
+#[derive(Clone, Copy)]
+pub struct Weight<'a> {
+    pub raw: &'a [f32],
+    pub packed: Option<&'a PackedB>,
+}
+
 /// `out[m×n] = x[m×k] · wᵀ` for `w` stored `[n, k]` (the checkpoint's Linear layout), then the
 /// epilogue, scheduled by `plan` over `threads` threads (the caller runs inside that pool).
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
     out: &mut [f32],
     x: &[f32],
-    w: &[f32],
+    w: Weight,
     m: usize,
     n: usize,
     k: usize,
@@ -99,8 +125,13 @@ pub fn linear(
     plan: GemmPlan,
     threads: usize,
 ) {
-    assert!(out.len() >= m * n && x.len() >= m * k && w.len() >= n * k, "gemm operand sizes");
+    assert!(out.len() >= m * n && x.len() >= m * k && w.raw.len() >= n * k, "gemm operand sizes");
     let out = &mut out[..m * n];
+    if let (GemmKernel::Packed, Some(packed), true) = (plan.kernel, w.packed, packed::available()) {
+        assert!(packed.n == n && packed.k == k, "packed weight shape");
+        return linear_packed(out, x, packed, m, epilogue, args, plan, threads);
+    }
+    let w = w.raw;
     let block = plan.row_block.max(1);
     let product = |row0: usize, rows: usize, col0: usize, cols: usize, dst: *mut f32, par: Parallelism| {
         let lhs = View { ptr: x[row0 * k..].as_ptr(), rs: k as isize, cs: 1 };
@@ -136,6 +167,56 @@ pub fn linear(
             out.par_chunks_mut(block * n)
                 .enumerate()
                 .for_each(|(b, chunk)| apply_epilogue(chunk, n, b * block, epilogue, args));
+        }
+    }
+}
+
+/// The packed-kernel path of [`linear`].
+#[allow(clippy::too_many_arguments)]
+fn linear_packed(
+    out: &mut [f32],
+    x: &[f32],
+    b: &PackedB,
+    m: usize,
+    epilogue: &Epilogue,
+    args: &EpilogueArgs,
+    plan: GemmPlan,
+    threads: usize,
+) {
+    let n = b.n;
+    let dst = SendPtr(out.as_mut_ptr());
+    let elementwise = epilogue.bias || epilogue.activation.is_some() || epilogue.residual;
+    let finish = |row0: usize, rows: usize, col0: usize, cols: usize| {
+        if elementwise {
+            // SAFETY: the tile (rows row0.., columns col0..col0+cols) was just written by this
+            // task and no other task touches it; the slice spans its rows at stride n.
+            let tile = unsafe { std::slice::from_raw_parts_mut(dst.get().add(row0 * n + col0), (rows - 1) * n + cols) };
+            tile_epilogue(tile, n, row0, rows, col0, cols, epilogue, args);
+        }
+    };
+    let panels = b.panels();
+    let run = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
+        // SAFETY: the CPU has AVX2 + FMA (checked by the caller); `x` holds m×k and `out` m×n
+        // (checked in `linear`); concurrent calls get disjoint row or panel ranges.
+        unsafe { packed::gemm_packed(x, b, dst.get(), m, rows, cols, plan.kc, &finish) };
+    };
+    let parts = threads.max(1);
+    match plan.split {
+        _ if parts == 1 => run(0..m, 0..panels),
+        Split::Rows | Split::Inner => {
+            let per = m.div_ceil(parts).next_multiple_of(packed::MR);
+            (0..m.div_ceil(per)).into_par_iter().for_each(|t| run(t * per..((t + 1) * per).min(m), 0..panels));
+        }
+        Split::Cols => {
+            let per = panels.div_ceil(parts);
+            (0..panels.div_ceil(per)).into_par_iter().for_each(|t| run(0..m, t * per..((t + 1) * per).min(panels)));
+        }
+    }
+    if let (Some(eps), Some((gamma, beta))) = (epilogue.layer_norm_eps(), args.gamma_beta) {
+        if parts == 1 {
+            layer_norm_rows(out, n, gamma, beta, eps);
+        } else {
+            out.par_chunks_mut(n * 8).for_each(|rows| layer_norm_rows(rows, n, gamma, beta, eps));
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod gemm;
 pub mod math;
+pub mod packed;
 pub mod rows;
 pub mod simd;
 

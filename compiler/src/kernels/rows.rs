@@ -82,6 +82,41 @@ multiversion! {
 }
 
 multiversion! {
+    /// The elementwise part of `epilogue` (bias, activation, residual) on a `rows × cols` tile of
+    /// an `n`-wide output whose top-left element is `(row0, col0)` and sits at `tile[0]`.
+    pub fn tile_epilogue(tile: &mut [f32], n: usize, row0: usize, rows: usize, col0: usize, cols: usize, epilogue: &Epilogue, args: &EpilogueArgs) {
+        for r in 0..rows {
+            let seg = &mut tile[r * n..r * n + cols];
+            if let Some(b) = args.bias {
+                for (x, b) in seg.iter_mut().zip(&b[col0..col0 + cols]) {
+                    *x += b;
+                }
+            }
+            match epilogue.activation {
+                Some(Activation::Gelu) => seg.iter_mut().for_each(|x| *x = math::gelu(*x)),
+                Some(Activation::Tanh) => seg.iter_mut().for_each(|x| *x = math::tanh(*x)),
+                None => {}
+            }
+            if let Some(res) = args.residual {
+                let start = (row0 + r) * n + col0;
+                for (x, y) in seg.iter_mut().zip(&res[start..start + cols]) {
+                    *x += y;
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// LayerNorm of every `n`-wide row of `out`, in place.
+    pub fn layer_norm_rows(out: &mut [f32], n: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+        for row in out.chunks_exact_mut(n) {
+            layer_norm_row(row, gamma, beta, eps);
+        }
+    }
+}
+
+multiversion! {
     /// `out[r] = LayerNorm(a[r] + b[r])` for each row of width `n` (`b` may be absent).
     pub fn add_layer_norm(out: &mut [f32], a: &[f32], b: Option<&[f32]>, gamma: &[f32], beta: &[f32], n: usize, eps: f32) {
         for (r, row) in out.chunks_exact_mut(n).enumerate() {

@@ -82,8 +82,7 @@ impl Pass for GemmEpilogue {
             g.replace_uses(root, gemm);
             g.dag.remove_node(root);
             changed = true;
-            loop {
-                let Op::Gemm(epilogue) = *g.op(gemm) else { break };
+            while let Op::Gemm(epilogue) = *g.op(gemm) {
                 let consumers = g.consumers(gemm);
                 if g.use_count(gemm) != 1 {
                     if g.use_count(gemm) > 1 {
