@@ -2,8 +2,7 @@
 //! against the unfused program measured in the same run. Medians of at least 20 timed runs after
 //! warm-up. The peers' numbers are the (best of ONNX Runtime and TFLite+XNNPACK on this
 //! machine class); `benchmarks/peers.py` measures ONNX Runtime here.
-
-#![allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
+#![allow(clippy::unwrap_used)] // a tool: a failure should stop it loudly
 
 use arch::Arch;
 use compiler::timing::time_runs;

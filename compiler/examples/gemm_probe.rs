@@ -1,11 +1,10 @@
 //! Probes GEMM schedules: `cargo run --release -p compiler --example gemm_probe`.
+#![allow(clippy::unwrap_used)] // a tool: a failure should stop it loudly
 use compiler::ir::Epilogue;
 use compiler::kernels::gemm::{GemmKernel, GemmPlan, Split, Weight, linear};
 use compiler::kernels::packed::PackedB;
 use compiler::kernels::rows::EpilogueArgs;
 use compiler::timing::time_runs;
-
-#![allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
 
 fn main() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();

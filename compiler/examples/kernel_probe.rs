@@ -1,9 +1,8 @@
 //! Times single kernels in isolation: `cargo run --release -p compiler --example kernel_probe`.
+#![allow(clippy::unwrap_used)] // a tool: a failure should stop it loudly
 use compiler::ir::Activation;
 use compiler::kernels::rows::activation;
 use compiler::timing::time_runs;
-
-#![allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
 
 fn main() {
     let n = 128 * 1024;
