@@ -29,18 +29,29 @@ pub struct PackedB {
 impl PackedB {
     /// Packs `w` (`[n, k]`, row-major).
     pub fn pack(w: &[f32], n: usize, k: usize) -> PackedB {
+        let mut packed = PackedB { n: 0, k: 0, data: Vec::new() };
+        packed.repack(w, n, k, k, 1);
+        packed
+    }
+
+    /// Packs, reusing this allocation, the `n × k` operand whose element `(j, kk)` (output column
+    /// `j`, depth `kk`) is `src[j * n_stride + kk * k_stride]`: `(k, 1)` is the Linear layout,
+    /// a row-major `[k, n]` matrix is `(1, n)`.
+    pub fn repack(&mut self, src: &[f32], n: usize, k: usize, n_stride: usize, k_stride: usize) {
         let panels = n.div_ceil(NR);
-        let mut data = vec![0.0f32; panels * k * NR];
+        self.n = n;
+        self.k = k;
+        self.data.clear();
+        self.data.resize(panels * k * NR, 0.0);
         for p in 0..panels {
-            let panel = &mut data[p * k * NR..(p + 1) * k * NR];
+            let panel = &mut self.data[p * k * NR..(p + 1) * k * NR];
             for j in 0..NR.min(n - p * NR) {
-                let col = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
-                for (kk, &v) in col.iter().enumerate() {
-                    panel[kk * NR + j] = v;
+                let base = (p * NR + j) * n_stride;
+                for kk in 0..k {
+                    panel[kk * NR + j] = src[base + kk * k_stride];
                 }
             }
         }
-        PackedB { n, k, data }
     }
 
     /// Number of column panels.
@@ -146,8 +157,32 @@ pub unsafe fn gemm_packed(
     kc: usize,
     finish: &dyn Fn(usize, usize, usize, usize),
 ) {
+    // SAFETY: forwarded; a dense `a` has row stride k and a dense `c` row stride n.
+    unsafe { gemm_packed_strided(a, b.k, b, c, b.n, m, rows, panels, kc, finish) }
+}
+
+/// [`gemm_packed`] with explicit row strides: `a` row `r` starts at `a[r * lda]`, `c` row `r` at
+/// `c + r * ldc`.
+///
+/// # Safety
+/// As [`gemm_packed`], with `a` holding `(m - 1)·lda + k` elements and `c` valid for `m` rows
+/// of `n` at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_packed_strided(
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    kc: usize,
+    finish: &dyn Fn(usize, usize, usize, usize),
+) {
     let (n, k) = (b.n, b.k);
-    debug_assert!(a.len() >= m * k && rows.end <= m && panels.end <= b.panels());
+    assert!(m == 0 || a.len() >= (m - 1) * lda + k, "packed gemm: lhs too short");
+    assert!(rows.end <= m && panels.end <= b.panels(), "packed gemm: ranges");
     let kc = kc.max(1);
     #[cfg(target_arch = "x86_64")]
     for p in panels {
@@ -162,7 +197,9 @@ pub unsafe fn gemm_packed(
                 let r = MR.min(rows.end - r0);
                 // SAFETY: rows r0..r0+r of `a` from column k0 hold `len` elements each; the
                 // panel block holds len×NR; the tile of `c` lies inside m×n (caller's contract).
-                unsafe { tile(len, a.as_ptr().add(r0 * k + k0), k, bp, c.add(r0 * n + col0), n, r, cols, k0 > 0) };
+                unsafe {
+                    tile(len, a.as_ptr().add(r0 * lda + k0), lda, bp, c.add(r0 * ldc + col0), ldc, r, cols, k0 > 0)
+                };
                 if last {
                     finish(r0, r, col0, cols);
                 }
@@ -172,7 +209,7 @@ pub unsafe fn gemm_packed(
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (a, c, m, rows, panels, kc, finish, n, k);
+    let _ = (a, lda, c, ldc, m, rows, panels, kc, finish, n, k);
 }
 
 #[cfg(test)]
