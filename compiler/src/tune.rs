@@ -35,7 +35,7 @@ struct TuningFile {
     plans: Vec<(GemmShape, GemmPlan)>,
 }
 
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
 
 #[derive(Default)]
 struct Cache {
@@ -144,7 +144,8 @@ pub fn candidates(shape: GemmShape) -> Vec<GemmPlan> {
         }
     }
     if packed::available() {
-        let splits: &[Split] = if shape.threads > 1 { &[Split::Rows, Split::Cols] } else { &[Split::Rows] };
+        let splits: &[Split] =
+            if shape.threads > 1 { &[Split::Rows, Split::Cols, Split::Serial] } else { &[Split::Rows] };
         for kc in [128, 256, 512].into_iter().filter(|&kc| kc <= shape.k.next_power_of_two().max(128)) {
             for &split in splits {
                 out.push(GemmPlan { kernel: GemmKernel::Packed, row_block: shape.m, kc, split });
@@ -196,4 +197,50 @@ fn measure(shape: GemmShape) -> GemmPlan {
     }
     tracing::debug!(?shape, plan = ?best.1, seconds = best.0, "tuned gemm");
     best.1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Activation;
+
+    /// Every candidate schedule computes the same fused GEMM (bias, GELU, residual, LayerNorm).
+    #[test]
+    fn every_candidate_plan_computes_the_same_result() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for (m, n, k) in [(1, 8, 3), (13, 40, 33), (37, 100, 70)] {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 11) as f32 * 0.1 - 0.5).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| ((i * 53) % 7) as f32 * 0.1 - 0.3).collect();
+            let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+            let residual: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 * 0.2).collect();
+            let (gamma, beta) = (vec![1.5f32; n], vec![0.25f32; n]);
+            let packed = PackedB::pack(&w, n, k);
+            let weight = Weight { raw: &w, packed: Some(&packed) };
+            let epilogue = Epilogue {
+                bias: true,
+                activation: Some(Activation::Gelu),
+                residual: true,
+                layer_norm_eps_bits: Some(1e-5f32.to_bits()),
+            };
+            let args = EpilogueArgs { bias: Some(&bias), residual: Some(&residual), gamma_beta: Some((&gamma, &beta)) };
+            for threads in [1, 2] {
+                let mut reference = None;
+                for plan in candidates(GemmShape { m, n, k, threads }) {
+                    let mut out = vec![f32::NAN; m * n];
+                    pool.install(|| linear(&mut out, &x, weight, m, n, k, &epilogue, &args, plan, threads));
+                    let want = reference.get_or_insert_with(|| out.clone());
+                    let err = out.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                    assert!(err < 1e-4, "({m},{n},{k}) threads {threads} {plan:?}: differs by {err}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tuning_picks_a_candidate_and_caches_it() {
+        let shape = GemmShape { m: 8, n: 32, k: 16, threads: 1 };
+        let plan = gemm_plan(shape, None);
+        assert!(candidates(shape).contains(&plan));
+        assert!(tuned_plans().contains(&(shape, plan)));
+    }
 }

@@ -24,6 +24,8 @@ pub enum Split {
     Cols,
     /// The `gemm` crate parallelises each row block's product itself.
     Inner,
+    /// One thread does it all: for products too small to pay for waking the others.
+    Serial,
 }
 
 /// Which micro-kernels compute the product.
@@ -148,6 +150,7 @@ pub fn linear(
     };
     match plan.split {
         _ if threads <= 1 => out.chunks_mut(block * n).enumerate().for_each(|c| block_task(c, Parallelism::None)),
+        Split::Serial => out.chunks_mut(block * n).enumerate().for_each(|c| block_task(c, Parallelism::None)),
         Split::Rows => out.par_chunks_mut(block * n).enumerate().for_each(|c| block_task(c, Parallelism::None)),
         Split::Inner => out.chunks_mut(block * n).enumerate().for_each(|c| block_task(c, Parallelism::Rayon(threads))),
         Split::Cols => {
@@ -200,10 +203,10 @@ fn linear_packed(
         // (checked in `linear`); concurrent calls get disjoint row or panel ranges.
         unsafe { packed::gemm_packed(x, b, dst.get(), m, rows, cols, plan.kc, &finish) };
     };
-    let parts = threads.max(1);
+    let parts = if plan.split == Split::Serial { 1 } else { threads.max(1) };
     match plan.split {
         _ if parts == 1 => run(0..m, 0..panels),
-        Split::Rows | Split::Inner => {
+        Split::Rows | Split::Inner | Split::Serial => {
             let per = m.div_ceil(parts).next_multiple_of(packed::MR);
             (0..m.div_ceil(per)).into_par_iter().for_each(|t| run(t * per..((t + 1) * per).min(m), 0..panels));
         }
