@@ -35,7 +35,7 @@ struct TuningFile {
     plans: Vec<(GemmShape, GemmPlan)>,
 }
 
-const FORMAT_VERSION: u32 = 4;
+const FORMAT_VERSION: u32 = 5;
 
 #[derive(Default)]
 struct Cache {
@@ -103,6 +103,10 @@ fn save(path: &Path, cache: &Cache) {
 
 /// The plan for `shape`: from the cache, or tuned now (the caller runs inside the program's
 /// thread pool, so candidates are timed with the threads they will run with).
+///
+/// A plan tuned while other processes kept the CPUs busy (more than [`BUSY_LIMIT`] of their
+/// time) is used by this process but not saved: on a shared machine such a choice reflects the
+/// neighbours, not the machine, and a later quiet run retunes.
 pub fn gemm_plan(shape: GemmShape, cache_file: Option<&Path>) -> GemmPlan {
     if let Ok(mut c) = cache().lock() {
         if let Some(path) = cache_file {
@@ -112,14 +116,57 @@ pub fn gemm_plan(shape: GemmShape, cache_file: Option<&Path>) -> GemmPlan {
             return *plan;
         }
     }
+    let before = CpuSample::now();
     let plan = measure(shape);
+    let busy = before.and_then(|b| CpuSample::now().map(|a| a.others_busy_since(&b)));
     if let Ok(mut c) = cache().lock() {
         c.plans.insert(shape, plan);
-        if let Some(path) = cache_file {
-            save(path, &c);
+        match (cache_file, busy) {
+            (Some(path), Some(busy)) if busy <= BUSY_LIMIT => save(path, &c),
+            (Some(path), busy) => tracing::warn!(
+                ?shape,
+                others_busy = ?busy,
+                path = %path.display(),
+                "the machine was busy while tuning; the plan is not saved"
+            ),
+            (None, _) => {}
         }
     }
     plan
+}
+
+/// Share of the machine's CPU time that other processes may take while a shape is tuned before
+/// its result counts as disturbed.
+pub const BUSY_LIMIT: f64 = 0.15;
+
+/// CPU time counters: the whole machine's (from `/proc/stat`) and this process's.
+struct CpuSample {
+    machine_busy: u64,
+    machine_total: u64,
+    own: u64,
+}
+
+impl CpuSample {
+    /// `None` where `/proc` is unavailable.
+    fn now() -> Option<CpuSample> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let after = own_stat.rsplit_once(')')?.1;
+        let own: Vec<u64> = after.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+        Some(CpuSample { machine_busy: total - idle, machine_total: total, own: own.iter().sum() })
+    }
+
+    /// Share of all CPU time since `earlier` that went to other processes.
+    fn others_busy_since(&self, earlier: &CpuSample) -> f64 {
+        let total = self.machine_total.saturating_sub(earlier.machine_total).max(1);
+        let busy = self.machine_busy.saturating_sub(earlier.machine_busy);
+        let own = self.own.saturating_sub(earlier.own);
+        busy.saturating_sub(own) as f64 / total as f64
+    }
 }
 
 /// Candidate plans for a shape.
@@ -146,7 +193,7 @@ pub fn candidates(shape: GemmShape) -> Vec<GemmPlan> {
     if packed::available() {
         let splits: &[Split] =
             if shape.threads > 1 { &[Split::Rows, Split::Cols, Split::Serial] } else { &[Split::Rows] };
-        for kc in [128, 256, 512].into_iter().filter(|&kc| kc <= shape.k.next_power_of_two().max(128)) {
+        for kc in [128, 256, 512, 1024].into_iter().filter(|&kc| kc <= shape.k.next_power_of_two().max(128)) {
             for &split in splits {
                 out.push(GemmPlan { kernel: GemmKernel::Packed, row_block: shape.m, kc, split });
             }
@@ -234,6 +281,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A spinning child process is seen as another process keeping the CPUs busy.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_busy_neighbour_is_noticed() {
+        let before = CpuSample::now().unwrap();
+        let mut child = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let after = CpuSample::now().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let busy = after.others_busy_since(&before);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        assert!(busy >= 0.5 / cpus && busy <= 1.0, "others busy {busy}");
     }
 
     #[test]
