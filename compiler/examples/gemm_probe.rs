@@ -21,7 +21,9 @@ fn main() {
         for split in [Split::Rows, Split::Cols] {
             for kc in [64, 128, 256, 512, 1024] {
                 let plan = GemmPlan { kernel: GemmKernel::Packed, row_block: m, kc, split };
-                let t = pool.install(|| time_runs(|| linear(&mut out, &x, w, m, n, k, &e, &a, plan, threads), 3, 20, 0.3, 10000));
+                let t = pool.install(|| {
+                    time_runs(|| linear(&mut out, &x, w, m, n, k, &e, &a, plan, threads), 3, 20, 0.3, 10000)
+                });
                 println!("{m}x{n}x{k} t{threads} {split:?} kc{kc}: {:.1} GFLOP/s", flops / t.median_ms / 1e6);
             }
         }

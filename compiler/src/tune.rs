@@ -17,6 +17,7 @@ use crate::ir::Epilogue;
 use crate::kernels::gemm::{GemmKernel, GemmPlan, Split, Weight, linear};
 use crate::kernels::packed::{self, PackedB};
 use crate::kernels::rows::EpilogueArgs;
+use crate::timing::CpuSample;
 
 /// A tuned shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -139,36 +140,6 @@ pub fn gemm_plan(shape: GemmShape, cache_file: Option<&Path>) -> GemmPlan {
 /// its result counts as disturbed.
 pub const BUSY_LIMIT: f64 = 0.15;
 
-/// CPU time counters: the whole machine's (from `/proc/stat`) and this process's.
-struct CpuSample {
-    machine_busy: u64,
-    machine_total: u64,
-    own: u64,
-}
-
-impl CpuSample {
-    /// `None` where `/proc` is unavailable.
-    fn now() -> Option<CpuSample> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-        let total: u64 = fields.iter().take(8).sum();
-        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-        let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-        let after = own_stat.rsplit_once(')')?.1;
-        let own: Vec<u64> = after.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
-        Some(CpuSample { machine_busy: total - idle, machine_total: total, own: own.iter().sum() })
-    }
-
-    /// Share of all CPU time since `earlier` that went to other processes.
-    fn others_busy_since(&self, earlier: &CpuSample) -> f64 {
-        let total = self.machine_total.saturating_sub(earlier.machine_total).max(1);
-        let busy = self.machine_busy.saturating_sub(earlier.machine_busy);
-        let own = self.own.saturating_sub(earlier.own);
-        busy.saturating_sub(own) as f64 / total as f64
-    }
-}
-
 /// Candidate plans for a shape.
 pub fn candidates(shape: GemmShape) -> Vec<GemmPlan> {
     let mut blocks: Vec<usize> = [16, 32, 64, 128, 256].into_iter().filter(|&b| b < shape.m).collect();
@@ -281,21 +252,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// A spinning child process is seen as another process keeping the CPUs busy.
-    #[test]
-    #[cfg(target_os = "linux")]
-    fn a_busy_neighbour_is_noticed() {
-        let before = CpuSample::now().unwrap();
-        let mut child = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(600));
-        let after = CpuSample::now().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let busy = after.others_busy_since(&before);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        assert!(busy >= 0.5 / cpus && busy <= 1.0, "others busy {busy}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `canao bench`: the compiled program's latency, against the unfused program in the same run.
 
 use anyhow::Result;
-use compiler::timing::{Timing, time_runs};
+use compiler::timing::{CpuSample, Timing, time_runs};
 use compiler::{Batch, CompileOptions, PassSelection, Program, Tuning, Weights, compile};
 use serde_json::json;
 
@@ -79,6 +79,7 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("compiling {arch} (seq {}, batch {}, {} threads)…", arch.seq_len, args.batch, args.threads);
     }
     let mut program = compile(&arch, &weights, &options)?;
+    let start = CpuSample::now();
     let fused = time(&mut program, &input, &args)?;
     let flops = arch.flops(args.batch) as f64;
     let gflops = flops / (fused.median_ms * 1e-3) / 1e9;
@@ -89,6 +90,7 @@ pub fn run(args: Args) -> Result<()> {
         let mut baseline = compile(&arch, &weights, &options)?;
         Some(time(&mut baseline, &input, &args)?)
     };
+    let others_busy = start.and_then(|s| CpuSample::now().map(|e| e.others_busy_since(&s)));
     let cpu = compiler::tune::cpu_signature();
     println!("arch        {arch}  seq {}  batch {}  threads {}", arch.seq_len, args.batch, args.threads);
     println!("machine     {cpu}");
@@ -117,6 +119,9 @@ pub fn run(args: Args) -> Result<()> {
             println!("  {ms:>8.4} {:>5.1}%  {:>6.1} GFLOP/s  {}", 100.0 * ms / total, gf, kernel.key);
         }
     }
+    if let Some(busy) = others_busy.filter(|&b| b > compiler::tune::BUSY_LIMIT) {
+        println!("warning     other processes used {:.0}% of the CPUs during the measurement", busy * 100.0);
+    }
     println!("burn eager  not measured: the burn forward lands with the supernet crate");
     if args.json {
         print_json(&json!({
@@ -132,6 +137,7 @@ pub fn run(args: Args) -> Result<()> {
             "unfused": unfused,
             "speedup_vs_unfused": unfused.map(|u| u.median_ms / fused.median_ms),
             "burn_eager": null,
+            "others_busy": others_busy,
             "breakdown": breakdown.map(|t| program.kernels().iter().zip(t).map(|(k, ms)| json!({"kernel": k.key.to_string(), "median_ms": ms})).collect::<Vec<_>>()),
         }));
     }
