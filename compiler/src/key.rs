@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ir::Epilogue;
+use crate::ir::{Epilogue, Graph, Op};
 
 /// A primitive (unfused) op, for keys of kernels that run unfused graphs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -42,6 +42,42 @@ pub enum KernelKey {
 }
 
 impl KernelKey {
+    /// The key of the kernel computing `op` over inputs of `shapes` into `out` (`seq` tokens per
+    /// sequence).
+    pub fn of(op: &Op, shapes: &[Vec<usize>], out: &[usize], seq: usize) -> KernelKey {
+        let rows = out.iter().rev().skip(1).product();
+        let width = out.last().copied().unwrap_or(1);
+        let prim = |op| KernelKey::Primitive { op, rows, width };
+        match op {
+            Op::MatMul => KernelKey::Gemm { m: out[0], n: out[1], k: shapes[0][1], epilogue: Default::default() },
+            Op::Gemm(epilogue) => KernelKey::Gemm { m: out[0], n: out[1], k: shapes[0][1], epilogue: *epilogue },
+            Op::QkT => KernelKey::BatchedGemm { batch: out[0] * out[1], m: out[2], n: out[3], k: shapes[0][3] },
+            Op::AttnV => KernelKey::BatchedGemm { batch: out[0] * out[1], m: out[2], n: out[3], k: shapes[0][3] },
+            Op::Attention { heads, head_dim, .. } => {
+                KernelKey::Attention { batch: out[0] / seq, seq, heads: *heads, head_dim: *head_dim }
+            }
+            Op::EmbedLayerNorm { parts, .. } => {
+                KernelKey::EmbedLayerNorm { tokens: out[0], hidden: out[1], parts: *parts }
+            }
+            Op::AddLayerNorm { .. } => KernelKey::AddLayerNorm { rows, width },
+            Op::Gather => prim(PrimitiveOp::Gather),
+            Op::Add => prim(PrimitiveOp::Add),
+            Op::BiasAdd => prim(PrimitiveOp::BiasAdd),
+            Op::Gelu => prim(PrimitiveOp::Gelu),
+            Op::Tanh => prim(PrimitiveOp::Tanh),
+            Op::Scale { .. } => prim(PrimitiveOp::Scale),
+            Op::MaskAdd => prim(PrimitiveOp::MaskAdd),
+            Op::Softmax => prim(PrimitiveOp::Softmax),
+            Op::LayerNorm { .. } => prim(PrimitiveOp::LayerNorm),
+            Op::Slice { .. } => prim(PrimitiveOp::Slice),
+            Op::SplitHeads { .. } => prim(PrimitiveOp::SplitHeads),
+            Op::MergeHeads { .. } => prim(PrimitiveOp::MergeHeads),
+            Op::FirstToken => prim(PrimitiveOp::FirstToken),
+            Op::MeanPool => prim(PrimitiveOp::MeanPool),
+            Op::Input(_) | Op::Weight(_) => unreachable!("inputs and weights are not kernels"),
+        }
+    }
+
     /// The kind: what the latency model is fitted per (e.g. `gemm[bias+gelu]`, `attention`).
     pub fn kind(&self) -> String {
         match self {
@@ -92,4 +128,17 @@ impl std::fmt::Display for KernelKey {
         let dims: Vec<String> = self.dims().iter().map(|(name, v)| format!("{name}={v}")).collect();
         write!(f, "{}({})", self.kind(), dims.join(","))
     }
+}
+
+/// The keys of the kernels of `graph`, in execution order: what a program compiled from it runs.
+pub fn kernel_keys(graph: &Graph) -> Vec<KernelKey> {
+    graph
+        .schedule()
+        .into_iter()
+        .map(|n| {
+            let shapes: Vec<Vec<usize>> = graph.inputs(n).iter().map(|&i| graph.node(i).shape.clone()).collect();
+            let node = graph.node(n);
+            KernelKey::of(&node.op, &shapes, &node.shape, graph.seq)
+        })
+        .collect()
 }

@@ -22,7 +22,9 @@ mod weights;
 
 pub use error::{Error, Result};
 pub use exec::Kernel;
-pub use key::{KernelKey, PrimitiveOp};
+pub use key::{KernelKey, PrimitiveOp, kernel_keys};
 pub use lower::{BERT_LAYER_NORM_EPS, lower, weight_specs};
-pub use program::{Batch, CompileOptions, Optimized, PassReport, PassSelection, Program, Tuning, compile, optimize};
+pub use program::{
+    Batch, CompileOptions, Optimized, PassReport, PassSelection, Program, Tuning, compile, fused_graph, optimize,
+};
 pub use weights::{Tensor, Weights};

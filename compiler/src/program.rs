@@ -11,7 +11,7 @@ use crate::exec::{Env, Kernel, Src, run_kernel};
 use crate::ir::{Graph, InputKind, Op, WeightRef};
 use crate::kernels::gemm::GemmPlan;
 use crate::kernels::packed::PackedB;
-use crate::key::{KernelKey, PrimitiveOp};
+use crate::key::KernelKey;
 use crate::lower::{BERT_LAYER_NORM_EPS, lower, weight_specs};
 use crate::passes::{Notes, pass_names, pipeline};
 use crate::plan::{BufferPlan, plan_buffers};
@@ -51,6 +51,9 @@ pub struct CompileOptions {
     pub passes: PassSelection,
     pub tuning: Tuning,
     pub layer_norm_eps: f32,
+    /// Record the kernel list after every pass in [`PassReport::kernels_after`] (for `--explain`;
+    /// off by default because the latency predictor optimizes thousands of archs a second).
+    pub explain: bool,
 }
 
 impl Default for CompileOptions {
@@ -61,6 +64,7 @@ impl Default for CompileOptions {
             passes: PassSelection::All,
             tuning: Tuning::Off,
             layer_norm_eps: BERT_LAYER_NORM_EPS,
+            explain: false,
         }
     }
 }
@@ -70,6 +74,7 @@ impl Default for CompileOptions {
 pub struct PassReport {
     pub name: &'static str,
     pub changed: bool,
+    /// Kernel names after the pass, when [`CompileOptions::explain`] is set.
     pub kernels_after: Vec<String>,
     pub notes: Notes,
 }
@@ -82,8 +87,24 @@ pub struct Optimized {
     pub passes: Vec<PassReport>,
 }
 
-/// Lowers `arch` and runs the selected passes.
+/// Lowers `arch` and runs the selected passes, keeping the graph before them and a report per
+/// pass.
 pub fn optimize(arch: &Arch, options: &CompileOptions) -> Result<Optimized> {
+    let before = lower_checked(arch, options)?;
+    let mut after = before.clone();
+    let passes = run_pipeline(&mut after, options)?;
+    Ok(Optimized { before, after, passes })
+}
+
+/// The fused graph of `arch` alone: what [`optimize`] gives as `after`, without the copy and the
+/// reports (the latency predictor's path).
+pub fn fused_graph(arch: &Arch, options: &CompileOptions) -> Result<Graph> {
+    let mut graph = lower_checked(arch, options)?;
+    run_pipeline(&mut graph, options)?;
+    Ok(graph)
+}
+
+fn lower_checked(arch: &Arch, options: &CompileOptions) -> Result<Graph> {
     arch.validate()?;
     if options.batch == 0 || options.threads == 0 {
         return Err(Error::Options(format!(
@@ -91,6 +112,10 @@ pub fn optimize(arch: &Arch, options: &CompileOptions) -> Result<Optimized> {
             options.batch, options.threads
         )));
     }
+    Ok(lower(arch, options.batch, options.layer_norm_eps))
+}
+
+fn run_pipeline(graph: &mut Graph, options: &CompileOptions) -> Result<Vec<PassReport>> {
     let disabled: Vec<String> = match &options.passes {
         PassSelection::All => vec![],
         PassSelection::None => pass_names().iter().map(|s| s.to_string()).collect(),
@@ -102,26 +127,24 @@ pub fn optimize(arch: &Arch, options: &CompileOptions) -> Result<Optimized> {
             names.clone()
         }
     };
-    let before = lower(arch, options.batch, options.layer_norm_eps);
-    let mut graph = before.clone();
-    let mut passes = Vec::new();
+    let mut reports = Vec::new();
     for pass in pipeline() {
         if disabled.iter().any(|d| d == pass.name()) {
             continue;
         }
         let _span = tracing::debug_span!("pass", name = pass.name()).entered();
-        let mut notes = Notes::default();
-        let changed = pass.run(&mut graph, &mut notes)?;
-        passes.push(PassReport { name: pass.name(), changed, kernels_after: graph.kernel_names(), notes });
+        let mut notes = if options.explain { Notes::recording() } else { Notes::default() };
+        let changed = pass.run(graph, &mut notes)?;
+        let kernels_after = if options.explain { graph.kernel_names() } else { Vec::new() };
+        reports.push(PassReport { name: pass.name(), changed, kernels_after, notes });
     }
-    Ok(Optimized { before, after: graph, passes })
+    Ok(reports)
 }
 
 /// Compiles `arch` with `weights` into a runnable program.
 pub fn compile(arch: &Arch, weights: &Weights, options: &CompileOptions) -> Result<Program> {
     let _span = tracing::info_span!("compile", arch = %arch).entered();
-    let optimized = optimize(arch, options)?;
-    Program::build(arch, optimized.after, weights, options)
+    Program::build(arch, fused_graph(arch, options)?, weights, options)
 }
 
 /// One batch of input: `batch × seq` token ids, token types and attention mask, row-major.
@@ -207,7 +230,7 @@ impl Program {
                 })
                 .collect();
             let input_shapes: Vec<Vec<usize>> = graph.inputs(n).iter().map(|&i| graph.node(i).shape.clone()).collect();
-            let key = kernel_key(&node.op, &input_shapes, &node.shape, graph.seq);
+            let key = KernelKey::of(&node.op, &input_shapes, &node.shape, graph.seq);
             let (gemm, packed) = match (&key, inputs.get(1)) {
                 (KernelKey::Gemm { m, n, k, .. }, Some(Src::Weight(w))) => {
                     let plan = choose_plan(GemmShape { m: *m, n: *n, k: *k, threads }, &options.tuning, &pool);
@@ -367,39 +390,6 @@ fn bind(w: &WeightRef, specs: &HashMap<String, Vec<usize>>, weights: &Weights) -
             }
             Ok(Arc::new(data))
         }
-    }
-}
-
-/// The key of the kernel computing `op` over inputs of `shapes` into `out`.
-fn kernel_key(op: &Op, shapes: &[Vec<usize>], out: &[usize], seq: usize) -> KernelKey {
-    let rows = out.iter().rev().skip(1).product();
-    let width = out.last().copied().unwrap_or(1);
-    let prim = |op| KernelKey::Primitive { op, rows, width };
-    match op {
-        Op::MatMul => KernelKey::Gemm { m: out[0], n: out[1], k: shapes[0][1], epilogue: Default::default() },
-        Op::Gemm(epilogue) => KernelKey::Gemm { m: out[0], n: out[1], k: shapes[0][1], epilogue: *epilogue },
-        Op::QkT => KernelKey::BatchedGemm { batch: out[0] * out[1], m: out[2], n: out[3], k: shapes[0][3] },
-        Op::AttnV => KernelKey::BatchedGemm { batch: out[0] * out[1], m: out[2], n: out[3], k: shapes[0][3] },
-        Op::Attention { heads, head_dim, .. } => {
-            KernelKey::Attention { batch: out[0] / seq, seq, heads: *heads, head_dim: *head_dim }
-        }
-        Op::EmbedLayerNorm { parts, .. } => KernelKey::EmbedLayerNorm { tokens: out[0], hidden: out[1], parts: *parts },
-        Op::AddLayerNorm { .. } => KernelKey::AddLayerNorm { rows, width },
-        Op::Gather => prim(PrimitiveOp::Gather),
-        Op::Add => prim(PrimitiveOp::Add),
-        Op::BiasAdd => prim(PrimitiveOp::BiasAdd),
-        Op::Gelu => prim(PrimitiveOp::Gelu),
-        Op::Tanh => prim(PrimitiveOp::Tanh),
-        Op::Scale { .. } => prim(PrimitiveOp::Scale),
-        Op::MaskAdd => prim(PrimitiveOp::MaskAdd),
-        Op::Softmax => prim(PrimitiveOp::Softmax),
-        Op::LayerNorm { .. } => prim(PrimitiveOp::LayerNorm),
-        Op::Slice { .. } => prim(PrimitiveOp::Slice),
-        Op::SplitHeads { .. } => prim(PrimitiveOp::SplitHeads),
-        Op::MergeHeads { .. } => prim(PrimitiveOp::MergeHeads),
-        Op::FirstToken => prim(PrimitiveOp::FirstToken),
-        Op::MeanPool => prim(PrimitiveOp::MeanPool),
-        Op::Input(_) | Op::Weight(_) => unreachable!("inputs and weights are not kernels"),
     }
 }
 

@@ -98,7 +98,7 @@ fn each_pass_alone_preserves_the_output() {
 #[test]
 fn kernel_counts_through_the_pipeline() {
     let arch = Arch::parse("L2-H128-A2-F512").unwrap();
-    let opt = optimize(&arch, &CompileOptions::default()).unwrap();
+    let opt = optimize(&arch, &CompileOptions { explain: true, ..Default::default() }).unwrap();
     let counts: Vec<(&str, usize)> = opt.passes.iter().map(|p| (p.name, p.kernels_after.len())).collect();
     assert_eq!(opt.before.kernel_count(), 6 + 2 * 26 + 1);
     // qkv-merge: 9 kernels (3 matmul, 3 bias) become 2 + 3 slices per layer: -1 each.

@@ -101,8 +101,7 @@ fn infer_matches_transformers_on_the_teacher() {
         eprintln!("teacher not found; run scripts/fetch-teacher.sh to include this test");
         return;
     }
-    let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/minilm-transformers.json")).unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(include_str!("fixtures/minilm-transformers.json")).unwrap();
     let texts: Vec<&str> = fixture["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
     let mut args = vec!["infer", "--model", model.to_str().unwrap(), "--json", "--threads", "2"];
     for t in &texts {
@@ -115,7 +114,11 @@ fn infer_matches_transformers_on_the_teacher() {
     assert_eq!(ours["attention_mask"], fixture["attention_mask"]);
     assert_eq!(ours["kind"], "embedding");
     let rows = |v: &serde_json::Value| -> Vec<Vec<f64>> {
-        v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+            .collect()
     };
     let (a, b) = (rows(&ours["output"]), rows(&fixture["output"]));
     assert_eq!(a.len(), b.len());

@@ -68,7 +68,7 @@ impl Pass for AttentionFusion {
             let chain = match match_chain(g, merge) {
                 Ok(chain) => chain,
                 Err(why) => {
-                    notes.refused(format!("{} stays unfused: {why}", describe(g, merge)));
+                    notes.refused(|| format!("{} stays unfused: {why}", describe(g, merge)));
                     continue;
                 }
             };
@@ -78,12 +78,14 @@ impl Pass for AttentionFusion {
             let op = Op::Attention { heads, head_dim, scale: chain.scale, q_col, k_col, v_col };
             let fused = g.add(op, g.node(merge).shape.clone(), &[q_src, k_src, v_src, chain.mask]);
             g.replace_uses(merge, fused);
-            notes.rewrote(format!(
-                "{} and its {} producers -> %{} attention",
-                describe(g, merge),
-                chain.interior.len() + 3,
-                fused.index()
-            ));
+            notes.rewrote(|| {
+                format!(
+                    "{} and its {} producers -> %{} attention",
+                    describe(g, merge),
+                    chain.interior.len() + 3,
+                    fused.index()
+                )
+            });
             let mut dead = vec![merge];
             dead.extend(chain.interior);
             dead.extend([chain.q, chain.k, chain.v]);
@@ -133,7 +135,7 @@ mod tests {
         let op = Op::Attention { heads: 2, head_dim: 3, scale: 0.5, q_col: 0, k_col: 6, v_col: 12 };
         let a = expected.add(op, vec![8, 6], &[qkv, qkv, qkv, mask]);
         expected.outputs.push(a);
-        assert!(AttentionFusion.run(&mut g, &mut Notes::default()).unwrap());
+        assert!(AttentionFusion.run(&mut g, &mut Notes::recording()).unwrap());
         assert_eq!(g.canonical(), expected.canonical());
         assert_eq!(g.kernel_count(), 1);
     }
@@ -142,7 +144,7 @@ mod tests {
     fn probabilities_that_are_an_output_block_the_fusion() {
         let mut g = Graph::new(2, 4);
         attention_block(&mut g, true);
-        let mut notes = Notes::default();
+        let mut notes = Notes::recording();
         assert!(!AttentionFusion.run(&mut g, &mut notes).unwrap());
         assert!(notes.refusals[0].contains("softmax is read 2 times"), "{:?}", notes.refusals);
     }

@@ -25,7 +25,7 @@ impl Pass for DeadCode {
             g.dag.remove_node(n);
         }
         if !dead.is_empty() {
-            notes.rewrote(format!("removed {} dead nodes", dead.len()));
+            notes.rewrote(|| format!("removed {} dead nodes", dead.len()));
         }
         Ok(!dead.is_empty())
     }
@@ -43,8 +43,8 @@ mod tests {
         let b = g.add(Op::Gelu, vec![1, 4], &[a]);
         let _dead = g.add(Op::Tanh, vec![1, 4], &[a]);
         g.outputs.push(b);
-        assert!(DeadCode.run(&mut g, &mut Notes::default()).unwrap());
+        assert!(DeadCode.run(&mut g, &mut Notes::recording()).unwrap());
         assert_eq!(g.dag.node_count(), 2);
-        assert!(!DeadCode.run(&mut g, &mut Notes::default()).unwrap());
+        assert!(!DeadCode.run(&mut g, &mut Notes::recording()).unwrap());
     }
 }

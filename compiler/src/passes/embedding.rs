@@ -46,11 +46,9 @@ impl Pass for EmbeddingLayerNorm {
                 continue;
             }
             if let Some(&bad) = leaves.iter().find(|&&l| !matches!(g.op(l), Op::Gather) || g.use_count(l) != 1) {
-                notes.refused(format!(
-                    "{} stays unfused: addend {} is not a single-use gather",
-                    describe(g, ln),
-                    describe(g, bad)
-                ));
+                notes.refused(|| {
+                    format!("{} stays unfused: addend {} is not a single-use gather", describe(g, ln), describe(g, bad))
+                });
                 continue;
             }
             let mut operands = Vec::new();
@@ -61,12 +59,9 @@ impl Pass for EmbeddingLayerNorm {
             let op = Op::EmbedLayerNorm { parts: leaves.len(), eps };
             let fused = g.add(op, g.node(ln).shape.clone(), &operands);
             g.replace_uses(ln, fused);
-            notes.rewrote(format!(
-                "{} gathers + {} -> %{} embed_layer_norm",
-                leaves.len(),
-                describe(g, ln),
-                fused.index()
-            ));
+            notes.rewrote(|| {
+                format!("{} gathers + {} -> %{} embed_layer_norm", leaves.len(), describe(g, ln), fused.index())
+            });
             let mut dead = vec![ln];
             dead.extend(interior);
             dead.extend(leaves);
@@ -108,7 +103,7 @@ mod tests {
         let e = expected.add(Op::EmbedLayerNorm { parts: 3, eps: 1e-12 }, vec![4, 8], &operands);
         expected.outputs.push(e);
 
-        assert!(EmbeddingLayerNorm.run(&mut g, &mut Notes::default()).unwrap());
+        assert!(EmbeddingLayerNorm.run(&mut g, &mut Notes::recording()).unwrap());
         assert_eq!(g.canonical(), expected.canonical());
     }
 }

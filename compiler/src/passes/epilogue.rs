@@ -86,11 +86,9 @@ impl Pass for GemmEpilogue {
                 let consumers = g.consumers(gemm);
                 if g.use_count(gemm) != 1 {
                     if g.use_count(gemm) > 1 {
-                        notes.refused(format!(
-                            "{}: result read {} times, epilogue stops",
-                            describe(g, gemm),
-                            g.use_count(gemm)
-                        ));
+                        notes.refused(|| {
+                            format!("{}: result read {} times, epilogue stops", describe(g, gemm), g.use_count(gemm))
+                        });
                     }
                     break;
                 }
@@ -102,17 +100,15 @@ impl Pass for GemmEpilogue {
                         operands.extend(step.operands);
                         let fused = g.add(Op::Gemm(step.epilogue), g.node(consumer).shape.clone(), &operands);
                         g.replace_uses(consumer, fused);
-                        notes.rewrote(format!(
-                            "{} into %{} gemm[{}]",
-                            describe(g, consumer),
-                            fused.index(),
-                            step.epilogue.label()
-                        ));
+                        notes.rewrote(|| {
+                            format!("{} into %{} gemm[{}]", describe(g, consumer), fused.index(), step.epilogue.label())
+                        });
                         remove_if_unused(g, &[consumer, gemm]);
                         gemm = fused;
                     }
                     Err(why) => {
-                        notes.refused(format!("{} stays out of {}: {why}", describe(g, consumer), describe(g, gemm)));
+                        notes
+                            .refused(|| format!("{} stays out of {}: {why}", describe(g, consumer), describe(g, gemm)));
                         break;
                     }
                 }
@@ -150,7 +146,7 @@ mod tests {
         let m = expected.add(Op::Softmax, vec![4, 16], &[m]);
         expected.outputs.push(m);
 
-        let mut notes = Notes::default();
+        let mut notes = Notes::recording();
         assert!(GemmEpilogue.run(&mut g, &mut notes).unwrap());
         assert_eq!(g.canonical(), expected.canonical());
         assert!(notes.refusals.iter().any(|r| r.contains("softmax") && r.contains("reduces")), "{:?}", notes.refusals);
@@ -167,7 +163,7 @@ mod tests {
         let m = g.add(Op::AddLayerNorm { eps: 1e-12 }, vec![4, 8], &[m, x, gm, bt]);
         let m = g.add(Op::Gelu, vec![4, 8], &[m]);
         g.outputs.push(m);
-        let mut notes = Notes::default();
+        let mut notes = Notes::recording();
         GemmEpilogue.run(&mut g, &mut notes).unwrap();
         assert_eq!(g.kernel_names(), ["gemm[bias+residual+ln]", "gelu"]);
         assert!(notes.refusals.iter().any(|r| r.contains("cannot follow")), "{:?}", notes.refusals);

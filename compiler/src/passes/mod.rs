@@ -30,19 +30,29 @@ pub trait Pass {
     fn run(&self, g: &mut Graph, notes: &mut Notes) -> Result<bool>;
 }
 
-/// What passes did and refused to do, for `--explain`.
+/// What passes did and refused to do, for `--explain`. Recording is off unless asked for: the
+/// latency predictor optimizes thousands of archs a second and needs no prose.
 #[derive(Debug, Default, Clone)]
 pub struct Notes {
     pub rewrites: Vec<String>,
     pub refusals: Vec<String>,
+    record: bool,
 }
 
 impl Notes {
-    pub(crate) fn rewrote(&mut self, what: String) {
-        self.rewrites.push(what);
+    /// Notes that record what they are told.
+    pub fn recording() -> Notes {
+        Notes { record: true, ..Notes::default() }
     }
-    pub(crate) fn refused(&mut self, what: String) {
-        self.refusals.push(what);
+    pub(crate) fn rewrote(&mut self, what: impl FnOnce() -> String) {
+        if self.record {
+            self.rewrites.push(what());
+        }
+    }
+    pub(crate) fn refused(&mut self, what: impl FnOnce() -> String) {
+        if self.record {
+            self.refusals.push(what());
+        }
     }
 }
 

@@ -60,7 +60,7 @@ impl Pass for QkvMerge {
                 match projection(g, m) {
                     Ok(p) => group.push(p),
                     Err(why) => {
-                        notes.refused(format!("{} stays out of the merge of %{}: {why}", describe(g, m), x.index()))
+                        notes.refused(|| format!("{} stays out of the merge of %{}: {why}", describe(g, m), x.index()))
                     }
                 }
             }
@@ -91,7 +91,7 @@ fn merge(g: &mut Graph, x: NodeId, group: &[Projection], notes: &mut Notes) {
         start += p.width;
     }
     let names: Vec<String> = group.iter().map(|p| describe(g, p.matmul)).collect();
-    notes.rewrote(format!("{} -> %{} matmul [{rows}x{total}] + slices", names.join(", "), mm.index()));
+    notes.rewrote(|| format!("{} -> %{} matmul [{rows}x{total}] + slices", names.join(", "), mm.index()));
     for p in group {
         let params = g.inputs(p.matmul).into_iter().skip(1).chain(g.inputs(p.bias_add).into_iter().skip(1));
         let params: Vec<_> = params.collect();
@@ -135,7 +135,7 @@ mod tests {
         let qk = expected.add(Op::Add, vec![4, 6], &[q, k]);
         expected.outputs.extend([qk, v]);
 
-        assert!(QkvMerge.run(&mut before, &mut Notes::default()).unwrap());
+        assert!(QkvMerge.run(&mut before, &mut Notes::recording()).unwrap());
         assert_eq!(before.canonical(), expected.canonical());
     }
 
@@ -147,7 +147,7 @@ mod tests {
         let k = linear(&mut g, x, "k", 6);
         let kmm = g.inputs(k)[0];
         g.outputs.extend([q, k, kmm]);
-        let mut notes = Notes::default();
+        let mut notes = Notes::recording();
         assert!(!QkvMerge.run(&mut g, &mut notes).unwrap());
         assert!(notes.refusals[0].contains("read 2 times"), "{:?}", notes.refusals);
     }

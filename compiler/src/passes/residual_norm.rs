@@ -21,19 +21,22 @@ impl Pass for ResidualLayerNorm {
                 continue;
             }
             if g.use_count(sum) != 1 {
-                notes.refused(format!(
-                    "{} + {}: the sum is read {} times, so it must be written out",
-                    describe(g, sum),
-                    describe(g, ln),
-                    g.use_count(sum)
-                ));
+                notes.refused(|| {
+                    format!(
+                        "{} + {}: the sum is read {} times, so it must be written out",
+                        describe(g, sum),
+                        describe(g, ln),
+                        g.use_count(sum)
+                    )
+                });
                 continue;
             }
             let addends = g.inputs(sum);
             let shape = g.node(ln).shape.clone();
             let fused = g.add(Op::AddLayerNorm { eps }, shape, &[addends[0], addends[1], inputs[1], inputs[2]]);
             g.replace_uses(ln, fused);
-            notes.rewrote(format!("{} + {} -> %{} add_layer_norm", describe(g, sum), describe(g, ln), fused.index()));
+            notes
+                .rewrote(|| format!("{} + {} -> %{} add_layer_norm", describe(g, sum), describe(g, ln), fused.index()));
             remove_if_unused(g, &[ln, sum]);
             changed = true;
         }
@@ -67,7 +70,7 @@ mod tests {
         let f = expected.add(Op::AddLayerNorm { eps: 1e-5 }, vec![2, 4], &[a2, b2, gm2, bt2]);
         expected.outputs.push(f);
 
-        assert!(ResidualLayerNorm.run(&mut before, &mut Notes::default()).unwrap());
+        assert!(ResidualLayerNorm.run(&mut before, &mut Notes::recording()).unwrap());
         assert_eq!(before.canonical(), expected.canonical());
         assert_eq!(before.kernel_names(), expected.kernel_names());
     }
@@ -80,7 +83,7 @@ mod tests {
         let (gm, bt) = (w(&mut g, "g"), w(&mut g, "b"));
         let ln = g.add(Op::LayerNorm { eps: 1e-5 }, vec![2, 4], &[s, gm, bt]);
         g.outputs.extend([ln, s]);
-        let mut notes = Notes::default();
+        let mut notes = Notes::recording();
         assert!(!ResidualLayerNorm.run(&mut g, &mut notes).unwrap());
         assert!(notes.refusals[0].contains("read 2 times"), "{:?}", notes.refusals);
     }

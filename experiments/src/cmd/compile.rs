@@ -34,7 +34,7 @@ pub fn run(args: Args) -> Result<()> {
     let arch = parse_arch(&args.arch, args.seq)?;
     let passes =
         if args.disable.is_empty() { PassSelection::All } else { PassSelection::Without(args.disable.clone()) };
-    let options = CompileOptions { batch: args.batch, passes, ..Default::default() };
+    let options = CompileOptions { batch: args.batch, passes, explain: args.explain, ..Default::default() };
     let optimized = optimize(&arch, &options)?;
 
     println!("arch {arch}  (batch {}, seq {})", args.batch, arch.seq_len);
