@@ -123,6 +123,66 @@ impl KernelKey {
     }
 }
 
+impl KernelKey {
+    /// The key with kind `kind` (as [`KernelKey::kind`] spells it) and the named dimensions of
+    /// [`KernelKey::dims`]; the error says what is unknown or missing.
+    pub fn from_kind(kind: &str, dims: &std::collections::BTreeMap<String, usize>) -> Result<KernelKey, String> {
+        let get = |name: &str| dims.get(name).copied().ok_or_else(|| format!("kind `{kind}` needs dimension `{name}`"));
+        if let Some(label) = kind.strip_prefix("gemm[").and_then(|r| r.strip_suffix(']')) {
+            let mut epilogue = Epilogue::default();
+            for part in label.split('+').filter(|p| *p != "plain") {
+                match part {
+                    "bias" => epilogue.bias = true,
+                    "gelu" => epilogue.activation = Some(crate::ir::Activation::Gelu),
+                    "tanh" => epilogue.activation = Some(crate::ir::Activation::Tanh),
+                    "residual" => epilogue.residual = true,
+                    "ln" => epilogue.layer_norm_eps_bits = Some(crate::lower::BERT_LAYER_NORM_EPS.to_bits()),
+                    other => return Err(format!("unknown GEMM epilogue step `{other}` in `{kind}`")),
+                }
+            }
+            return Ok(KernelKey::Gemm { m: get("m")?, n: get("n")?, k: get("k")?, epilogue });
+        }
+        let prim = |op| Ok(KernelKey::Primitive { op, rows: get("rows")?, width: get("width")? });
+        match kind {
+            "batched_gemm" => {
+                Ok(KernelKey::BatchedGemm { batch: get("batch")?, m: get("m")?, n: get("n")?, k: get("k")? })
+            }
+            "attention" => Ok(KernelKey::Attention {
+                batch: get("batch")?,
+                seq: get("seq")?,
+                heads: get("heads")?,
+                head_dim: get("head_dim")?,
+            }),
+            "embed_layer_norm" => {
+                Ok(KernelKey::EmbedLayerNorm { tokens: get("tokens")?, hidden: get("hidden")?, parts: get("parts")? })
+            }
+            "add_layer_norm" => Ok(KernelKey::AddLayerNorm { rows: get("rows")?, width: get("width")? }),
+            other => {
+                let op = [
+                    PrimitiveOp::Gather,
+                    PrimitiveOp::Add,
+                    PrimitiveOp::BiasAdd,
+                    PrimitiveOp::Gelu,
+                    PrimitiveOp::Tanh,
+                    PrimitiveOp::Scale,
+                    PrimitiveOp::MaskAdd,
+                    PrimitiveOp::Softmax,
+                    PrimitiveOp::LayerNorm,
+                    PrimitiveOp::Slice,
+                    PrimitiveOp::SplitHeads,
+                    PrimitiveOp::MergeHeads,
+                    PrimitiveOp::FirstToken,
+                    PrimitiveOp::MeanPool,
+                ]
+                .into_iter()
+                .find(|op| format!("{op:?}").to_lowercase() == other)
+                .ok_or_else(|| format!("unknown kernel kind `{other}`"))?;
+                prim(op)
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for KernelKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let dims: Vec<String> = self.dims().iter().map(|(name, v)| format!("{name}={v}")).collect();
@@ -141,4 +201,35 @@ pub fn kernel_keys(graph: &Graph) -> Vec<KernelKey> {
             KernelKey::of(&node.op, &shapes, &node.shape, graph.seq)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_dims_round_trip() {
+        let keys = [
+            KernelKey::Gemm { m: 3, n: 4, k: 5, epilogue: Default::default() },
+            KernelKey::Gemm {
+                m: 3,
+                n: 4,
+                k: 5,
+                epilogue: Epilogue {
+                    bias: true,
+                    activation: None,
+                    residual: true,
+                    layer_norm_eps_bits: Some(crate::lower::BERT_LAYER_NORM_EPS.to_bits()),
+                },
+            },
+            KernelKey::Attention { batch: 1, seq: 8, heads: 2, head_dim: 4 },
+            KernelKey::EmbedLayerNorm { tokens: 8, hidden: 4, parts: 3 },
+            KernelKey::Primitive { op: PrimitiveOp::MeanPool, rows: 1, width: 4 },
+        ];
+        for key in keys {
+            let dims = key.dims().into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+            assert_eq!(KernelKey::from_kind(&key.kind(), &dims).unwrap(), key);
+        }
+        assert!(KernelKey::from_kind("warp_drive", &Default::default()).unwrap_err().contains("warp_drive"));
+    }
 }

@@ -51,6 +51,8 @@ pub struct CompileOptions {
     pub passes: PassSelection,
     pub tuning: Tuning,
     pub layer_norm_eps: f32,
+    /// Pin worker `i` to CPU `i` (calibration and benchmarks: steadier timings).
+    pub pin_threads: bool,
     /// Record the kernel list after every pass in [`PassReport::kernels_after`] (for `--explain`;
     /// off by default because the latency predictor optimizes thousands of archs a second).
     pub explain: bool,
@@ -64,6 +66,7 @@ impl Default for CompileOptions {
             passes: PassSelection::All,
             tuning: Tuning::Off,
             layer_norm_eps: BERT_LAYER_NORM_EPS,
+            pin_threads: false,
             explain: false,
         }
     }
@@ -197,9 +200,15 @@ impl Program {
     fn build(arch: &Arch, graph: Graph, weights: &Weights, options: &CompileOptions) -> Result<Program> {
         let threads = options.threads;
         let pool = if threads > 1 {
+            let pin = options.pin_threads;
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .thread_name(|i| format!("canao-worker-{i}"))
+                .start_handler(move |i| {
+                    if pin {
+                        pin_to_cpu(i);
+                    }
+                })
                 .build()
                 .map_err(|e| Error::Options(format!("cannot start {threads} worker threads: {e}")))?;
             Some(pool)
@@ -274,14 +283,14 @@ impl Program {
         Ok(self.buffers[self.output][..n].to_vec())
     }
 
-    /// Runs `reps` batches, timing every kernel; returns each kernel's median milliseconds.
-    pub fn profile(&mut self, input: &Batch, reps: usize) -> Result<Vec<f64>> {
+    /// Runs `reps` batches, timing every kernel; returns each kernel's timing summary.
+    pub fn profile(&mut self, input: &Batch, reps: usize) -> Result<Vec<crate::timing::Timing>> {
         self.check(input)?;
         let mut samples = vec![Vec::with_capacity(reps); self.kernels.len()];
         for _ in 0..reps.max(1) {
             self.profile_or_run(input, Some(&mut samples));
         }
-        Ok(samples.iter_mut().map(|t| crate::timing::summarize(t).median_ms).collect())
+        Ok(samples.iter_mut().map(|t| crate::timing::summarize(t)).collect())
     }
 
     /// Runs every kernel once (inside the thread pool), recording per-kernel milliseconds into
@@ -363,6 +372,24 @@ impl Program {
     pub fn flops(&self) -> u64 {
         self.kernels.iter().map(|k| k.key.flops()).sum()
     }
+}
+
+/// Pins the calling thread to CPU `cpu` (modulo the CPUs available); best effort.
+fn pin_to_cpu(cpu: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu % cpus, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                tracing::debug!(cpu, "could not pin a worker thread");
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cpu;
 }
 
 fn choose_plan(shape: GemmShape, tuning: &Tuning, pool: &Option<rayon::ThreadPool>) -> GemmPlan {

@@ -64,6 +64,13 @@ pub fn cpu_signature() -> String {
     format!("{model} ({simd})")
 }
 
+/// Makes `plans` (e.g. a device profile's) the choice for their shapes in this process.
+pub fn preload(plans: &[(GemmShape, GemmPlan)]) {
+    if let Ok(mut c) = cache().lock() {
+        c.plans.extend(plans.iter().copied());
+    }
+}
+
 /// Every plan tuned so far in this process, for the latency profile to record.
 pub fn tuned_plans() -> Vec<(GemmShape, GemmPlan)> {
     cache().lock().map(|c| c.plans.iter().map(|(s, p)| (*s, *p)).collect()).unwrap_or_default()
@@ -124,12 +131,18 @@ pub fn gemm_plan(shape: GemmShape, cache_file: Option<&Path>) -> GemmPlan {
         c.plans.insert(shape, plan);
         match (cache_file, busy) {
             (Some(path), Some(busy)) if busy <= BUSY_LIMIT => save(path, &c),
-            (Some(path), busy) => tracing::warn!(
-                ?shape,
-                others_busy = ?busy,
-                path = %path.display(),
-                "the machine was busy while tuning; the plan is not saved"
-            ),
+            (Some(path), busy) => {
+                // Once per process at warning level; the shapes follow at debug level.
+                static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(
+                        others_busy = ?busy,
+                        path = %path.display(),
+                        "other processes kept the CPUs busy while tuning: plans are used but not cached"
+                    );
+                }
+                tracing::debug!(?shape, others_busy = ?busy, "tuned on a busy machine; not cached");
+            }
             (None, _) => {}
         }
     }

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod io;
+mod plot;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,10 @@ enum Command {
     Compile(cmd::compile::Args),
     Bench(cmd::bench::Args),
     Infer(cmd::infer::Args),
+    Calibrate(cmd::latency::CalibrateArgs),
+    Predict(cmd::latency::PredictArgs),
+    ValidateLatency(cmd::latency::ValidateArgs),
+    Import(cmd::latency::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,10 @@ fn main() -> ExitCode {
         Command::Compile(args) => cmd::compile::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Infer(args) => cmd::infer::run(args),
+        Command::Calibrate(args) => cmd::latency::calibrate_cmd(args),
+        Command::Predict(args) => cmd::latency::predict_cmd(args),
+        Command::ValidateLatency(args) => cmd::latency::validate_cmd(args),
+        Command::Import(args) => cmd::latency::import_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

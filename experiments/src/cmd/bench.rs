@@ -112,9 +112,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     let breakdown = if args.breakdown { Some(program.profile(&input, args.runs.max(20))?) } else { None };
     if let Some(times) = &breakdown {
+        let times: Vec<f64> = times.iter().map(|t| t.median_ms).collect();
         let total: f64 = times.iter().sum();
         println!("per kernel (median ms, share of the summed medians {total:.3} ms):");
-        for (kernel, ms) in program.kernels().iter().zip(times) {
+        for (kernel, ms) in program.kernels().iter().zip(&times) {
             let gf = kernel.key.flops() as f64 / (ms * 1e-3) / 1e9;
             println!("  {ms:>8.4} {:>5.1}%  {:>6.1} GFLOP/s  {}", 100.0 * ms / total, gf, kernel.key);
         }
@@ -138,7 +139,7 @@ pub fn run(args: Args) -> Result<()> {
             "speedup_vs_unfused": unfused.map(|u| u.median_ms / fused.median_ms),
             "burn_eager": null,
             "others_busy": others_busy,
-            "breakdown": breakdown.map(|t| program.kernels().iter().zip(t).map(|(k, ms)| json!({"kernel": k.key.to_string(), "median_ms": ms})).collect::<Vec<_>>()),
+            "breakdown": breakdown.map(|t| program.kernels().iter().zip(t).map(|(k, t)| json!({"kernel": k.key.to_string(), "median_ms": t.median_ms})).collect::<Vec<_>>()),
         }));
     }
     Ok(())
