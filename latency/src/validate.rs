@@ -102,7 +102,7 @@ pub fn held_out_archs(profile: &DeviceProfile, n: usize, seed: u64) -> Result<Ve
     let space = profile.space.as_ref().ok_or_else(|| {
         Error::Calibration("the profile records no search space (it was imported): give archs explicitly".into())
     })?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0fba_11);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05ee_d0fb_a11a);
     Ok((0..n).map(|_| space.sample(&mut rng)).collect())
 }
 
