@@ -1,0 +1,193 @@
+//! How many evaluations NSGA-II needs to reach a share of a reference hypervolume, against
+//! random search with the same budget, over several seeds: the headline measurement,
+//! reusable with any evaluator.
+//!
+//! The reference front is the feasible non-dominated union of everything evaluated by several
+//! long NSGA-II runs and by every compared run, so that no compared run exceeds it. A run's
+//! count is the first `n` such that the front of its first `n` evaluations (in evaluation order)
+//! reaches `target × reference hypervolume`.
+
+use arch::SearchSpace;
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{evaluations_to_reach, feasible_front};
+use crate::{Error, Evaluation, Evaluator, Nsga2, Nsga2Config, RandomSearchConfig, Result, hypervolume, random_search};
+
+/// Settings of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComparisonConfig {
+    /// NSGA-II settings of the compared and reference runs; their seed, evaluation limit and
+    /// reference point are set by the comparison. Give enough generations to spend the budget.
+    pub nsga2: Nsga2Config,
+    /// Evaluations each compared run may spend.
+    pub budget: usize,
+    /// One NSGA-II run and one random search per seed.
+    pub seeds: Vec<u64>,
+    /// Seeds of the long NSGA-II runs that make the reference front.
+    pub reference_seeds: Vec<u64>,
+    /// Evaluations of each long run.
+    pub reference_budget: usize,
+    /// Reference point of the hypervolume (minimised form).
+    pub reference_point: Vec<f64>,
+    /// Share of the reference hypervolume to reach, e.g. 0.99.
+    pub target: f64,
+}
+
+/// The evaluations one run needed, `None` when it did not reach the target within the budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedResult {
+    /// Seed of both runs.
+    pub seed: u64,
+    /// Evaluations NSGA-II needed.
+    pub nsga2: Option<usize>,
+    /// Evaluations random search needed.
+    pub random: Option<usize>,
+    /// Hypervolume NSGA-II reached with the whole budget, as a share of the reference.
+    pub nsga2_share: f64,
+    /// Hypervolume random search reached with the whole budget, as a share of the reference.
+    pub random_share: f64,
+}
+
+/// Mean evaluations of one algorithm over the seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Mean over the seeds, a run that missed the target counted at the budget: a lower bound
+    /// unless `reached == runs`.
+    pub mean: f64,
+    /// Runs that reached the target.
+    pub reached: usize,
+    /// Runs.
+    pub runs: usize,
+}
+
+/// The result of [`compare_with_random`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Hypervolume of the reference front.
+    pub reference_hypervolume: f64,
+    /// Points of the reference front.
+    pub reference_front: Vec<Vec<f64>>,
+    /// The compared budget.
+    pub budget: usize,
+    /// The share of the reference hypervolume to reach.
+    pub target: f64,
+    /// One entry per seed.
+    pub runs: Vec<SeedResult>,
+}
+
+impl Comparison {
+    /// NSGA-II's mean evaluations to the target.
+    pub fn nsga2(&self) -> Summary {
+        self.summary(|r| r.nsga2)
+    }
+
+    /// Random search's mean evaluations to the target.
+    pub fn random(&self) -> Summary {
+        self.summary(|r| r.random)
+    }
+
+    /// NSGA-II's mean over random search's mean: an upper bound when some random run missed
+    /// the target (its count is at least the budget), a lower bound when some NSGA-II run did.
+    pub fn ratio(&self) -> f64 {
+        self.nsga2().mean / self.random().mean
+    }
+
+    fn summary(&self, count: impl Fn(&SeedResult) -> Option<usize>) -> Summary {
+        let counts: Vec<usize> = self.runs.iter().map(|r| count(r).unwrap_or(self.budget)).collect();
+        let reached = self.runs.iter().filter(|r| count(r).is_some()).count();
+        let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
+        Summary { mean, reached, runs: self.runs.len() }
+    }
+}
+
+/// Runs the comparison: the long reference runs, then per seed one NSGA-II run and one random
+/// search of `budget` evaluations each.
+pub fn compare_with_random<E: Evaluator>(
+    space: &SearchSpace,
+    evaluator: &E,
+    config: &ComparisonConfig,
+) -> Result<Comparison> {
+    if !(config.target > 0.0 && config.target <= 1.0) {
+        return Err(Error::config("target", format!("must lie in (0, 1], got {}", config.target)));
+    }
+    if config.seeds.is_empty() {
+        return Err(Error::config("seeds", "must list at least one seed"));
+    }
+    let nsga2_trace = |seed: u64, budget: usize| -> Result<Vec<Evaluation>> {
+        let run_config =
+            Nsga2Config { seed, max_evaluations: Some(budget), reference_point: None, ..config.nsga2.clone() };
+        let mut run = Nsga2::new(space.clone(), evaluator, run_config)?;
+        run.run()?;
+        Ok(run.state().cache().evaluations().take(budget).cloned().collect())
+    };
+    let mut traces = Vec::new();
+    for &seed in &config.reference_seeds {
+        let _span = tracing::info_span!("reference run", seed).entered();
+        traces.push(nsga2_trace(seed, config.reference_budget)?);
+    }
+    let mut compared = Vec::new();
+    for &seed in &config.seeds {
+        let _span = tracing::info_span!("compared runs", seed).entered();
+        let nsga2 = nsga2_trace(seed, config.budget)?;
+        let random = random_search(space, evaluator, &RandomSearchConfig::new(config.budget, seed))?;
+        compared.push((seed, nsga2, random.cache.evaluations().cloned().collect::<Vec<_>>()));
+    }
+    let everything = traces.iter().flatten().chain(compared.iter().flat_map(|(_, n, r)| n.iter().chain(r)));
+    let reference_front = feasible_front(everything);
+    let reference_hypervolume = hypervolume(&reference_front, &config.reference_point)?;
+    if reference_hypervolume <= 0.0 {
+        return Err(Error::config("reference_point", "no feasible arch dominates it"));
+    }
+    let goal = config.target * reference_hypervolume;
+    let share = |trace: &[Evaluation]| -> Result<f64> {
+        Ok(hypervolume(&feasible_front(trace), &config.reference_point)? / reference_hypervolume)
+    };
+    let mut runs = Vec::new();
+    for (seed, nsga2, random) in &compared {
+        runs.push(SeedResult {
+            seed: *seed,
+            nsga2: evaluations_to_reach(nsga2, &config.reference_point, goal)?,
+            random: evaluations_to_reach(random, &config.reference_point, goal)?,
+            nsga2_share: share(nsga2)?,
+            random_share: share(random)?,
+        });
+    }
+    Ok(Comparison { reference_hypervolume, reference_front, budget: config.budget, target: config.target, runs })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // A test that unwraps fails loudly, which is what it is for.
+mod tests {
+    use super::*;
+    use crate::{Count, CountsEvaluator, Sense};
+
+    #[test]
+    fn small_comparison_is_consistent() {
+        let space = SearchSpace::default();
+        let evaluator = CountsEvaluator::new(&[(Count::Params, Sense::Minimise), (Count::Flops, Sense::Maximise)]);
+        let largest = space.largest().params() as f64;
+        let config = ComparisonConfig {
+            nsga2: Nsga2Config::new(20, 100, 0),
+            budget: 300,
+            seeds: vec![1, 2],
+            reference_seeds: vec![100],
+            reference_budget: 600,
+            reference_point: vec![largest * 1.1, 0.0],
+            target: 0.9,
+        };
+        let comparison = compare_with_random(&space, &evaluator, &config).unwrap();
+        assert!(comparison.reference_hypervolume > 0.0);
+        for run in &comparison.runs {
+            assert!(run.nsga2_share <= 1.0 && run.random_share <= 1.0, "{run:?}");
+            // Reaching the target within the budget and the final share agree.
+            assert_eq!(run.nsga2.is_some(), run.nsga2_share >= 0.9, "{run:?}");
+            assert_eq!(run.random.is_some(), run.random_share >= 0.9, "{run:?}");
+            assert!(run.nsga2.is_none_or(|n| n <= 300));
+        }
+        assert_eq!(comparison.nsga2().runs, 2);
+        assert!(comparison.ratio() > 0.0);
+        // Deterministic: the same config gives the same comparison.
+        assert_eq!(compare_with_random(&space, &evaluator, &config).unwrap(), comparison);
+    }
+}

@@ -1,0 +1,31 @@
+//! Helpers shared by the unit tests.
+
+use std::path::PathBuf;
+
+use arch::SearchSpace;
+
+use crate::{Count, CountsEvaluator, Sense};
+
+/// A fresh scratch directory under the system temporary directory, unique to this process and
+/// `name`.
+pub(crate) fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("canao-search-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// Minimise parameters, maximise FLOPs: two conflicting counts.
+pub(crate) fn params_vs_flops() -> CountsEvaluator {
+    CountsEvaluator::new(&[(Count::Params, Sense::Minimise), (Count::Flops, Sense::Maximise)])
+}
+
+/// A reference point that every arch of `space` dominates for [`params_vs_flops`].
+pub(crate) fn params_vs_flops_reference(space: &SearchSpace) -> Vec<f64> {
+    vec![space.largest().params() as f64 * 1.1, 0.0]
+}
+
+/// A rayon pool of `threads` threads.
+pub(crate) fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap_or_else(|e| panic!("rayon pool: {e}"))
+}
