@@ -193,28 +193,13 @@ pub struct Program {
     output: usize,
     output_shape: Vec<usize>,
     plan: BufferPlan,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl Program {
     fn build(arch: &Arch, graph: Graph, weights: &Weights, options: &CompileOptions) -> Result<Program> {
         let threads = options.threads;
-        let pool = if threads > 1 {
-            let pin = options.pin_threads;
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("canao-worker-{i}"))
-                .start_handler(move |i| {
-                    if pin {
-                        pin_to_cpu(i);
-                    }
-                })
-                .build()
-                .map_err(|e| Error::Options(format!("cannot start {threads} worker threads: {e}")))?;
-            Some(pool)
-        } else {
-            None
-        };
+        let pool = if threads > 1 { Some(shared_pool(threads, options.pin_threads)?) } else { None };
         let schedule = graph.schedule();
         let plan = plan_buffers(&graph, &schedule);
         let specs: HashMap<String, Vec<usize>> = weight_specs(arch).into_iter().collect();
@@ -374,6 +359,32 @@ impl Program {
     }
 }
 
+/// The process's worker pool for `threads` threads (pinned or not), started on first use. Programs
+/// share it: a pool per program would leave the idle workers of one program spinning on the
+/// cores that the next program to run needs.
+fn shared_pool(threads: usize, pin: bool) -> Result<Arc<rayon::ThreadPool>> {
+    static POOLS: std::sync::OnceLock<std::sync::Mutex<HashMap<(usize, bool), Arc<rayon::ThreadPool>>>> =
+        std::sync::OnceLock::new();
+    let pools = POOLS.get_or_init(Default::default);
+    let mut pools = pools.lock().map_err(|_| Error::Options("worker pool registry poisoned".into()))?;
+    if let Some(pool) = pools.get(&(threads, pin)) {
+        return Ok(pool.clone());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("canao-worker-{i}"))
+        .start_handler(move |i| {
+            if pin {
+                pin_to_cpu(i);
+            }
+        })
+        .build()
+        .map_err(|e| Error::Options(format!("cannot start {threads} worker threads: {e}")))?;
+    let pool = Arc::new(pool);
+    pools.insert((threads, pin), pool.clone());
+    Ok(pool)
+}
+
 /// Pins the calling thread to CPU `cpu` (modulo the CPUs available); best effort.
 fn pin_to_cpu(cpu: usize) {
     #[cfg(target_os = "linux")]
@@ -392,7 +403,7 @@ fn pin_to_cpu(cpu: usize) {
     let _ = cpu;
 }
 
-fn choose_plan(shape: GemmShape, tuning: &Tuning, pool: &Option<rayon::ThreadPool>) -> GemmPlan {
+fn choose_plan(shape: GemmShape, tuning: &Tuning, pool: &Option<Arc<rayon::ThreadPool>>) -> GemmPlan {
     match tuning {
         Tuning::Off => GemmPlan::heuristic(shape.m, shape.n, shape.threads),
         Tuning::Auto { cache_file } => {

@@ -15,7 +15,6 @@ use compiler::kernels::gemm::GemmPlan;
 use compiler::tune::GemmShape;
 use serde::{Deserialize, Serialize};
 
-use crate::features::FEATURE_NAMES;
 use crate::models::KindModel;
 use crate::{Error, Result};
 
@@ -67,6 +66,14 @@ pub struct KernelSample {
     pub runs: usize,
 }
 
+/// One calibration arch measured end to end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgramSample {
+    /// The arch in RON (exact, unlike the compact form).
+    pub arch: String,
+    pub measured_ms: f64,
+}
+
 /// Whether one fusion pass pays off on the device, from programs timed with and without it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FusionRule {
@@ -90,13 +97,21 @@ pub struct DeviceProfile {
     pub space: Option<SearchSpace>,
     /// Sequences per program run during calibration.
     pub batch: usize,
-    /// Names of the features every kind's model reads, in order.
-    pub feature_schema: Vec<String>,
     pub samples: Vec<KernelSample>,
+    /// Measured end-to-end latencies of the calibration archs (what the program-level terms are
+    /// fitted on; kept so that models can be refitted without measuring again).
+    #[serde(default)]
+    pub programs: Vec<ProgramSample>,
     /// Kernel kind (as [`KernelKey::kind`] spells it) → model.
     pub models: BTreeMap<String, KindModel>,
-    /// Fixed cost of running a program beyond its kernels (dispatch, thread wake-ups).
+    /// End-to-end latency is predicted as `scale · Σ kernel latencies + overhead_ms`: the fixed
+    /// cost of a program beyond its kernels (dispatch, thread wake-ups), and the factor between
+    /// a whole program's median and the sum of its kernels' medians (interference between
+    /// kernels, and the tail a median of sums keeps but a sum of medians drops). Both are fitted
+    /// on the calibration archs' measured end-to-end latencies.
     pub overhead_ms: f64,
+    #[serde(default = "one")]
+    pub scale: f64,
     pub gemm_plans: Vec<(GemmShape, GemmPlan)>,
     pub fusion_rules: Vec<FusionRule>,
 }
@@ -112,10 +127,11 @@ impl DeviceProfile {
             source: source.into(),
             space,
             batch,
-            feature_schema: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
             samples: Vec::new(),
+            programs: Vec::new(),
             models: BTreeMap::new(),
             overhead_ms: 0.0,
+            scale: 1.0,
             gemm_plans: Vec::new(),
             fusion_rules: Vec::new(),
         }
@@ -159,6 +175,10 @@ impl DeviceProfile {
     pub fn disabled_passes(&self) -> Vec<String> {
         self.fusion_rules.iter().filter(|r| !r.enabled).map(|r| r.pass.clone()).collect()
     }
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// The current UTC time as RFC 3339, without a date library.

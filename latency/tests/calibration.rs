@@ -6,7 +6,7 @@
 use arch::SearchSpace;
 use latency::Predictor;
 use latency::calibrate::{CalibrationOptions, calibrate};
-use latency::features::features;
+use latency::features::{feature_names, features};
 use latency::validate::{held_out_archs, validate};
 
 fn tiny_space() -> SearchSpace {

@@ -198,10 +198,18 @@ fn linear_packed(
         }
     };
     let panels = b.panels();
+    let norm = epilogue.layer_norm_eps().zip(args.gamma_beta);
+    // A task that computes whole rows normalises them itself, while they are in its cache.
     let run = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
+        let whole_rows = cols == (0..panels);
         // SAFETY: the CPU has AVX2 + FMA (checked by the caller); `x` holds m×k and `out` m×n
         // (checked in `linear`); concurrent calls get disjoint row or panel ranges.
-        unsafe { packed::gemm_packed(x, b, dst.get(), m, rows, cols, plan.kc, &finish) };
+        unsafe { packed::gemm_packed(x, b, dst.get(), m, rows.clone(), cols, plan.kc, &finish) };
+        if let (true, Some((eps, (gamma, beta)))) = (whole_rows, norm) {
+            // SAFETY: these rows belong to this task alone (disjoint row ranges).
+            let block = unsafe { std::slice::from_raw_parts_mut(dst.get().add(rows.start * n), rows.len() * n) };
+            layer_norm_rows(block, n, gamma, beta, eps);
+        }
     };
     let parts = if plan.split == Split::Serial { 1 } else { threads.max(1) };
     match plan.split {
@@ -213,13 +221,9 @@ fn linear_packed(
         Split::Cols => {
             let per = panels.div_ceil(parts);
             (0..panels.div_ceil(per)).into_par_iter().for_each(|t| run(0..m, t * per..((t + 1) * per).min(panels)));
-        }
-    }
-    if let (Some(eps), Some((gamma, beta))) = (epilogue.layer_norm_eps(), args.gamma_beta) {
-        if parts == 1 {
-            layer_norm_rows(out, n, gamma, beta, eps);
-        } else {
-            out.par_chunks_mut(n * 8).for_each(|rows| layer_norm_rows(rows, n, gamma, beta, eps));
+            if let Some((eps, (gamma, beta))) = norm.filter(|_| panels.div_ceil(per) > 1) {
+                out.par_chunks_mut(n * 8).for_each(|rows| layer_norm_rows(rows, n, gamma, beta, eps));
+            }
         }
     }
 }

@@ -245,11 +245,12 @@ pub fn validate_cmd(args: ValidateArgs) -> Result<()> {
     );
     write_atomic(&svg, crate::plot::scatter_svg(&title, &points)?.as_bytes())?;
     println!(
-        "{} held-out archs on {} ({} threads): RMSPE {:.2}%, within ±5% {:.0}%, within ±10% {:.0}%, Spearman {:.4}",
+        "{} held-out archs on {} ({} threads): RMSPE {:.2}% (kernel models alone {:.2}%), within ±5% {:.0}%, within ±10% {:.0}%, Spearman {:.4}",
         v.rows.len(),
         profile.device.name,
         profile.device.threads,
         v.rmspe * 100.0,
+        v.rmspe_models_only * 100.0,
         v.within_5 * 100.0,
         v.within_10 * 100.0,
         v.spearman
@@ -261,6 +262,7 @@ pub fn validate_cmd(args: ValidateArgs) -> Result<()> {
             "n": v.rows.len(),
             "seed": args.seed,
             "rmspe": v.rmspe,
+            "rmspe_models_only": v.rmspe_models_only,
             "within_5": v.within_5,
             "within_10": v.within_10,
             "spearman": v.spearman,

@@ -30,6 +30,8 @@ impl Model {
 /// The model kept for a kind, with the evidence for the choice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KindModel {
+    /// The features the model reads, in order (see [`crate::features::feature_names`]).
+    pub features: Vec<String>,
     pub model: Model,
     /// Held-out RMSPE of each family (`None` when too few samples to hold any out).
     pub holdout_rmspe_linear: Option<f64>,
@@ -70,7 +72,7 @@ fn fit_trees(xs: &[[f64; 4]], ys: &[f64]) -> BoostedTrees {
 
 /// Fits both families on `(features, ms)` samples of one kind and keeps the better. Every fifth
 /// sample (in the given, deterministic order) is held out for the comparison.
-pub fn fit_kind(xs: &[[f64; 4]], ys: &[f64]) -> KindModel {
+pub fn fit_kind(names: [&str; 4], xs: &[[f64; 4]], ys: &[f64]) -> KindModel {
     let ranges = (0..4)
         .map(|f| {
             let lo = xs.iter().map(|x| x[f]).fold(f64::INFINITY, f64::min);
@@ -99,5 +101,12 @@ pub fn fit_kind(xs: &[[f64; 4]], ys: &[f64]) -> KindModel {
         (false, Some(linear)) => Model::PiecewiseLinear(linear),
         _ => Model::BoostedTrees(fit_trees(xs, ys)),
     };
-    KindModel { model, holdout_rmspe_linear: linear_err, holdout_rmspe_trees: trees_err, samples: xs.len(), ranges }
+    KindModel {
+        features: names.iter().map(|s| s.to_string()).collect(),
+        model,
+        holdout_rmspe_linear: linear_err,
+        holdout_rmspe_trees: trees_err,
+        samples: xs.len(),
+        ranges,
+    }
 }
