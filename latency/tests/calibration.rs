@@ -4,9 +4,7 @@
 #![allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
 
 use arch::SearchSpace;
-use latency::Predictor;
 use latency::calibrate::{CalibrationOptions, calibrate};
-use latency::features::{feature_names, features};
 use latency::validate::{held_out_archs, validate};
 
 fn tiny_space() -> SearchSpace {
@@ -26,10 +24,8 @@ fn tiny_calibration_predicts_held_out_archs() {
 
     // Shape-blind baselines fitted on the same measurements: a constant (the mean measured
     // latency) and latency proportional to FLOPs (least squares on relative error).
-    let predictor = Predictor::new(&profile);
     let measured: Vec<f64> = v.rows.iter().map(|r| r.measured_ms).collect();
-    let flops: Vec<f64> =
-        archs.iter().map(|a| predictor.kernels(a).unwrap().iter().map(|k| features(k)[0]).sum::<f64>()).collect();
+    let flops: Vec<f64> = archs.iter().map(|a| a.flops(1) as f64).collect();
     let mean = measured.iter().sum::<f64>() / measured.len() as f64;
     let ratio: f64 = {
         let (num, den) =
