@@ -5,6 +5,20 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use arch::Arch;
 
+/// The arch a command compiles: `--arch`, `--seq`, `--batch`.
+#[derive(Debug, clap::Args)]
+pub struct ArchArgs {
+    /// Architecture: compact string, RON, or a RON file.
+    #[arg(long)]
+    pub arch: String,
+    /// Sequence length (overrides the arch's).
+    #[arg(long)]
+    pub seq: Option<usize>,
+    /// Sequences per run.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+}
+
 /// Parses an `--arch` value: a compact string, RON, or a path to a file holding either.
 /// `seq` overrides the sequence length.
 pub fn parse_arch(value: &str, seq: Option<usize>) -> Result<Arch> {

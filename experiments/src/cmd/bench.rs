@@ -5,7 +5,7 @@ use compiler::timing::{CpuSample, Timing, time_runs};
 use compiler::{Batch, CompileOptions, PassSelection, Program, Tuning, Weights, compile};
 use serde_json::json;
 
-use crate::io::{parse_arch, print_json, tuning_cache};
+use crate::io::{ArchArgs, parse_arch, print_json, tuning_cache};
 
 /// Measure the compiled latency of an architecture on this machine (random weights).
 ///
@@ -14,15 +14,8 @@ use crate::io::{parse_arch, print_json, tuning_cache};
 /// GEMM micro-kernels) measured in the same run.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Architecture: compact string, RON, or a RON file.
-    #[arg(long)]
-    arch: String,
-    /// Sequence length (overrides the arch's).
-    #[arg(long)]
-    seq: Option<usize>,
-    /// Sequences per run.
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    #[command(flatten)]
+    target: ArchArgs,
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -70,18 +63,18 @@ fn time(program: &mut Program, input: &Batch, args: &Args) -> Result<Timing> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let arch = parse_arch(&args.arch, args.seq)?;
+    let arch = parse_arch(&args.target.arch, args.target.seq)?;
     let weights = Weights::random(&arch, 0);
-    let input = Batch::synthetic(&arch, &vec![arch.seq_len; args.batch], 0);
+    let input = Batch::synthetic(&arch, &vec![arch.seq_len; args.target.batch], 0);
     let tuning = if args.no_tune { Tuning::Off } else { Tuning::Auto { cache_file: Some(tuning_cache()) } };
-    let options = CompileOptions { batch: args.batch, threads: args.threads, tuning, ..Default::default() };
+    let options = CompileOptions { batch: args.target.batch, threads: args.threads, tuning, ..Default::default() };
     if !args.json {
-        eprintln!("compiling {arch} (seq {}, batch {}, {} threads)…", arch.seq_len, args.batch, args.threads);
+        eprintln!("compiling {arch} (seq {}, batch {}, {} threads)…", arch.seq_len, args.target.batch, args.threads);
     }
     let mut program = compile(&arch, &weights, &options)?;
     let start = CpuSample::now();
     let fused = time(&mut program, &input, &args)?;
-    let flops = arch.flops(args.batch) as f64;
+    let flops = arch.flops(args.target.batch) as f64;
     let gflops = flops / (fused.median_ms * 1e-3) / 1e9;
     let unfused = if args.no_baseline {
         None
@@ -92,7 +85,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let others_busy = start.and_then(|s| CpuSample::now().map(|e| e.others_busy_since(&s)));
     let cpu = compiler::tune::cpu_signature();
-    println!("arch        {arch}  seq {}  batch {}  threads {}", arch.seq_len, args.batch, args.threads);
+    println!("arch        {arch}  seq {}  batch {}  threads {}", arch.seq_len, args.target.batch, args.threads);
     println!("machine     {cpu}");
     println!(
         "compiled    median {:.3} ms  (p10 {:.3}, p90 {:.3}, {} runs)  {:.1} GFLOP/s  {} kernels",
@@ -128,7 +121,7 @@ pub fn run(args: Args) -> Result<()> {
         print_json(&json!({
             "arch": arch.to_string(),
             "seq": arch.seq_len,
-            "batch": args.batch,
+            "batch": args.target.batch,
             "threads": args.threads,
             "machine": cpu,
             "compiled": fused,

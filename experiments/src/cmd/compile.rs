@@ -5,20 +5,13 @@ use std::path::PathBuf;
 use anyhow::Result;
 use compiler::{CompileOptions, PassSelection, Weights, compile, optimize};
 
-use crate::io::{parse_arch, write_atomic};
+use crate::io::{ArchArgs, parse_arch, write_atomic};
 
 /// Compile an architecture and show its kernels; `--explain` shows every pass.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Architecture: compact string, RON, or a RON file.
-    #[arg(long)]
-    arch: String,
-    /// Sequence length (overrides the arch's).
-    #[arg(long)]
-    seq: Option<usize>,
-    /// Sequences per run.
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    #[command(flatten)]
+    target: ArchArgs,
     /// Print the pipeline, the kernel list after each pass, every rewrite and every refused fusion.
     #[arg(long)]
     explain: bool,
@@ -31,14 +24,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let arch = parse_arch(&args.arch, args.seq)?;
+    let arch = parse_arch(&args.target.arch, args.target.seq)?;
     let passes =
         if args.disable.is_empty() { PassSelection::All } else { PassSelection::Without(args.disable.clone()) };
-    let options = CompileOptions { batch: args.batch, passes, explain: args.explain, ..Default::default() };
+    let options = CompileOptions { batch: args.target.batch, passes, explain: args.explain, ..Default::default() };
     let optimized = optimize(&arch, &options)?;
 
-    println!("arch {arch}  (batch {}, seq {})", args.batch, arch.seq_len);
-    println!("parameters {}  GFLOPs {:.3}", arch.params(), arch.flops(args.batch) as f64 / 1e9);
+    println!("arch {arch}  (batch {}, seq {})", args.target.batch, arch.seq_len);
+    println!("parameters {}  GFLOPs {:.3}", arch.params(), arch.flops(args.target.batch) as f64 / 1e9);
     if args.explain {
         println!("\nlowered: {} kernels", optimized.before.kernel_count());
         for report in &optimized.passes {
