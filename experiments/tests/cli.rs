@@ -133,3 +133,54 @@ fn infer_on_a_missing_model_names_the_file() {
     let err = stderr(&out);
     assert!(err.contains("/nonexistent/model/config.json") && err.lines().count() == 1, "{err}");
 }
+
+fn repo_file(path: &str) -> String {
+    format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn predict_with_the_committed_profile_gives_a_breakdown() {
+    let profile = repo_file("latency/profiles/dev-epyc-1t.ron");
+    let out = canao(&["predict", "--profile", &profile, "--arch", "L2-H256-A[4,8]-F[512,1024]-D32", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = last_json(&out);
+    let total = v["predicted_ms"].as_f64().unwrap();
+    let kernels = v["kernels"].as_array().unwrap();
+    // Embedding, five kernels per layer, pooling.
+    assert_eq!(kernels.len(), 1 + 2 * 5 + 1);
+    let sum: f64 = kernels.iter().map(|k| k["ms"].as_f64().unwrap()).sum();
+    assert!(total > 0.0 && total >= 0.5 * sum && total <= 2.0 * sum, "{total} vs {sum}");
+}
+
+#[test]
+fn latency_commands_name_the_bad_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("canao-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("times.csv");
+    std::fs::write(&csv, "kind,dims,median_ms\ngemm[bias],m=8 n=16 k=4,0.01\nattention,batch=1 seq=8,0.02\n").unwrap();
+    let out = canao(&[
+        "import",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--name",
+        "npu",
+        "--out",
+        dir.join("p.ron").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("times.csv:3") && err.contains("heads"), "{err}");
+    assert!(!dir.join("p.ron").exists(), "no profile is written from a bad file");
+
+    let out = canao(&["predict", "--profile", "/nonexistent/p.ron", "--arch", "L1-H64-A2-F128"]);
+    assert!(!out.status.success() && stderr(&out).contains("/nonexistent/p.ron"));
+
+    // An imported profile has no search space to draw held-out archs from.
+    std::fs::write(&csv, "kind,dims,median_ms\ngemm[bias],m=8 n=16 k=4,0.01\n").unwrap();
+    let profile = dir.join("p.ron");
+    let out = canao(&["import", "--csv", csv.to_str().unwrap(), "--name", "npu", "--out", profile.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = canao(&["validate-latency", "--profile", profile.to_str().unwrap(), "--n", "3"]);
+    assert!(!out.status.success() && stderr(&out).contains("no search space"), "{}", stderr(&out));
+    std::fs::remove_dir_all(dir).ok();
+}
