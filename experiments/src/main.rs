@@ -30,6 +30,7 @@ enum Command {
     Predict(cmd::latency::PredictArgs),
     ValidateLatency(cmd::latency::ValidateArgs),
     Import(cmd::latency::ImportArgs),
+    Search(cmd::search::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => cmd::latency::predict_cmd(args),
         Command::ValidateLatency(args) => cmd::latency::validate_cmd(args),
         Command::Import(args) => cmd::latency::import_cmd(args),
+        Command::Search(args) => cmd::search::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -184,3 +184,48 @@ fn latency_commands_name_the_bad_file_and_line() {
     assert!(!out.status.success() && stderr(&out).contains("no search space"), "{}", stderr(&out));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn search_runs_checkpoints_and_refuses_to_overwrite() {
+    let dir = std::env::temp_dir().join(format!("canao-search-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = repo_file("latency/profiles/dev-epyc-2t.ron");
+    let out = dir.join("run");
+    let experiment = dir.join("e.ron");
+    std::fs::write(
+        &experiment,
+        format!(
+            "SearchExperiment(name: \"t\", out: Some({out:?}), objectives: [Latency(profile: {profile:?}), Capacity], \
+             constraints: [LatencyAtMost(profile: {profile:?}, ms: 5.0)], \
+             search: (population: 8, generations: 3, seed: 3, reference_point: Some([10.0, 0.0])))"
+        ),
+    )
+    .unwrap();
+    let e = experiment.to_str().unwrap();
+    let first = canao(&["search", "--experiment", e, "--json"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let v = last_json(&first);
+    assert_eq!(v["generations"], 3);
+    let front = v["front"].as_array().unwrap();
+    assert!(!front.is_empty());
+    for point in front {
+        let ms = point["objectives"][0].as_f64().unwrap();
+        assert!(point["feasible"] == true && ms <= 5.0, "{point}");
+    }
+    assert!(out.join("pareto.csv").is_file() && out.join("search_state.ron").is_file());
+
+    let again = canao(&["search", "--experiment", e]);
+    assert!(!again.status.success() && stderr(&again).contains("--resume"), "{}", stderr(&again));
+    let resumed = canao(&["search", "--experiment", e, "--resume", "--json"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(last_json(&resumed)["front"], v["front"], "a finished search resumes to the same front");
+
+    std::fs::write(&experiment, "SearchExperiment(name: \"t\", objectives: [Params], search: (population: 4, generations: 1, seed: 0), colour: 3)").unwrap();
+    let bad = canao(&["search", "--experiment", e]);
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("e.ron") && stderr(&bad).contains("colour"),
+        "{}",
+        stderr(&bad)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -4,3 +4,4 @@ pub mod bench;
 pub mod compile;
 pub mod infer;
 pub mod latency;
+pub mod search;

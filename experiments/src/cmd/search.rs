@@ -1,0 +1,254 @@
+//! `canao search`: NSGA-II over a search space, with objectives and constraints from a file.
+//!
+//! Until the supernet lands (issue 3) the objectives are device latency (from profiles),
+//! parameters and planned peak activation memory: a search over what things cost, without
+//! accuracy. The file format is the search part of the experiment format of issue 6.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use arch::{Arch, SearchSpace};
+use compiler::plan::plan_buffers;
+use compiler::{CompileOptions, fused_graph};
+use indicatif::{ProgressBar, ProgressStyle};
+use latency::{DeviceProfile, Predictor};
+use search::{Evaluation, Evaluator, Nsga2, Nsga2Config, ObjectiveSpec, Sense, normalised_excess};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::io::{print_json, write_atomic};
+
+/// A search experiment (RON). Unknown fields are rejected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchExperiment {
+    /// Results go to `runs/<name>/` unless `out` is given.
+    pub name: String,
+    /// The space searched; the built-in default space when omitted.
+    #[serde(default)]
+    pub space: Option<SearchSpace>,
+    /// What to minimise, in order.
+    pub objectives: Vec<Objective>,
+    /// Upper limits; archs beyond them are infeasible (Deb's constraint domination).
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+    /// NSGA-II settings (population, generations, seed, reference point, …).
+    pub search: Nsga2Config,
+    #[serde(default)]
+    pub out: Option<PathBuf>,
+}
+
+/// An objective (minimised).
+#[derive(Debug, Clone, Deserialize)]
+pub enum Objective {
+    /// Predicted end-to-end latency (ms) on the device of a profile.
+    Latency { profile: PathBuf },
+    /// Parameter count, minimised.
+    Params,
+    /// Parameter count, *maximised*: model capacity per unit of latency, a stand-in for accuracy
+    /// until the supernet can score archs (it is not an accuracy signal).
+    Capacity,
+    /// Peak activation memory of the compiled program (bytes), from its buffer plan.
+    PeakMemory,
+}
+
+/// An upper limit.
+#[derive(Debug, Clone, Deserialize)]
+pub enum Constraint {
+    LatencyAtMost { profile: PathBuf, ms: f64 },
+    ParamsAtMost(f64),
+}
+
+/// What an objective or constraint reads from an arch.
+#[derive(Debug, Clone, Copy)]
+enum Measure {
+    Latency(usize),
+    Params,
+    /// Parameters, negated (the search minimises).
+    Capacity,
+    PeakMemory,
+}
+
+/// The experiment's objectives and constraints over its profiles.
+struct CostEvaluator {
+    predictors: Vec<Predictor<'static>>,
+    objectives: Vec<(Measure, ObjectiveSpec)>,
+    constraints: Vec<(Measure, f64)>,
+}
+
+impl CostEvaluator {
+    fn measure(&self, m: Measure, arch: &Arch) -> Result<f64, search::Error> {
+        match m {
+            Measure::Latency(i) => self.predictors[i].predict_ms(arch).map_err(search::Error::evaluator),
+            Measure::Params => Ok(arch.params() as f64),
+            Measure::Capacity => Ok(-(arch.params() as f64)),
+            Measure::PeakMemory => {
+                let graph = fused_graph(arch, &CompileOptions::default()).map_err(search::Error::evaluator)?;
+                Ok(plan_buffers(&graph, &graph.schedule()).peak_bytes() as f64)
+            }
+        }
+    }
+}
+
+impl Evaluator for CostEvaluator {
+    fn objectives(&self) -> Vec<ObjectiveSpec> {
+        self.objectives.iter().map(|(_, spec)| spec.clone()).collect()
+    }
+
+    fn evaluate(&self, arch: &Arch) -> Result<Evaluation, search::Error> {
+        let objectives = self.objectives.iter().map(|(m, _)| self.measure(*m, arch)).collect::<Result<_, _>>()?;
+        let mut violation = 0.0;
+        for (m, limit) in &self.constraints {
+            violation += normalised_excess(self.measure(*m, arch)?, *limit);
+        }
+        Ok(Evaluation { objectives, violation })
+    }
+}
+
+/// Run an NSGA-II search from an experiment file; `--resume` continues an interrupted one.
+///
+/// Writes `runs/<name>/search_state.ron` (a checkpoint every generation, written atomically),
+/// and `pareto.csv` with the final front.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The experiment file (RON).
+    #[arg(long)]
+    experiment: PathBuf,
+    /// Continue from the checkpoint of an earlier run of the same experiment.
+    #[arg(long)]
+    resume: bool,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn load_profile(profiles: &mut Vec<(PathBuf, &'static DeviceProfile)>, path: &Path) -> Result<usize> {
+    if let Some(i) = profiles.iter().position(|(p, _)| p == path) {
+        return Ok(i);
+    }
+    // The profile lives as long as the command: leak it so that predictors can borrow it.
+    let profile: &'static DeviceProfile = Box::leak(Box::new(DeviceProfile::load(path)?));
+    profiles.push((path.to_path_buf(), profile));
+    Ok(profiles.len() - 1)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let text =
+        std::fs::read_to_string(&args.experiment).with_context(|| format!("reading {}", args.experiment.display()))?;
+    let experiment: SearchExperiment =
+        ron::from_str(&text).with_context(|| format!("{}: not a search experiment", args.experiment.display()))?;
+    if experiment.objectives.is_empty() {
+        bail!("{}: `objectives` is empty; name at least one", args.experiment.display());
+    }
+    let space = experiment.space.clone().unwrap_or_default();
+    let mut profiles = Vec::new();
+    let mut objectives = Vec::new();
+    for o in &experiment.objectives {
+        objectives.push(match o {
+            Objective::Latency { profile } => {
+                let i = load_profile(&mut profiles, profile)?;
+                (
+                    Measure::Latency(i),
+                    ObjectiveSpec::new(format!("latency_ms[{}]", profiles[i].1.device.name), "ms", Sense::Minimise),
+                )
+            }
+            Objective::Params => (Measure::Params, ObjectiveSpec::new("params", "", Sense::Minimise)),
+            Objective::Capacity => (Measure::Capacity, ObjectiveSpec::new("capacity_params", "", Sense::Maximise)),
+            Objective::PeakMemory => (Measure::PeakMemory, ObjectiveSpec::new("peak_memory", "bytes", Sense::Minimise)),
+        });
+    }
+    let mut constraints = Vec::new();
+    for c in &experiment.constraints {
+        constraints.push(match c {
+            Constraint::LatencyAtMost { profile, ms } => (Measure::Latency(load_profile(&mut profiles, profile)?), *ms),
+            Constraint::ParamsAtMost(limit) => (Measure::Params, *limit),
+        });
+    }
+    let evaluator = CostEvaluator {
+        predictors: profiles.iter().map(|(_, p)| Predictor::new(p)).collect(),
+        objectives,
+        constraints,
+    };
+    let out = experiment.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&experiment.name));
+    let checkpoint = out.join("search_state.ron");
+    let mut search = if args.resume && checkpoint.exists() {
+        Nsga2::resume(space, evaluator, experiment.search.clone(), &checkpoint)
+            .with_context(|| format!("resuming from {}", checkpoint.display()))?
+    } else {
+        if checkpoint.exists() {
+            bail!(
+                "{} exists: pass --resume to continue that search, or remove {}",
+                checkpoint.display(),
+                out.display()
+            );
+        }
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        Nsga2::new(space, evaluator, experiment.search.clone())?.with_checkpoint(&checkpoint)
+    };
+
+    let bar = (!args.json).then(|| {
+        let bar = ProgressBar::new(experiment.search.generations as u64 + 1);
+        bar.set_style(
+            ProgressStyle::with_template("generation {pos}/{len} [{bar:30}] {msg} {elapsed_precise} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    while !search.is_done() {
+        let record = search.step()?.clone();
+        if let Some(bar) = &bar {
+            bar.set_position(record.generation as u64 + 1);
+            let hv = record.hypervolume.map_or("-".to_string(), |h| format!("{h:.4e}"));
+            bar.set_message(format!(
+                "{} evaluated, {} cache hits, front {}, hypervolume {hv}",
+                record.evaluations, record.cache_hits, record.front_size
+            ));
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+
+    let specs = search.state().objectives().to_vec();
+    let front = search.front();
+    let mut csv = String::from("arch");
+    for s in &specs {
+        csv.push_str(&format!(",{}", s.name));
+    }
+    csv.push_str(",feasible\n");
+    for ind in &front {
+        csv.push_str(&format!("\"{}\"", ind.arch));
+        for (s, v) in specs.iter().zip(&ind.evaluation.objectives) {
+            csv.push_str(&format!(",{}", s.natural(*v)));
+        }
+        csv.push_str(&format!(",{}\n", ind.evaluation.violation == 0.0));
+    }
+    write_atomic(&out.join("pareto.csv"), csv.as_bytes())?;
+    let last = search.state().history().last().cloned();
+    println!("{}: front of {} archs; wrote {}", experiment.name, front.len(), out.join("pareto.csv").display());
+    for ind in front.iter().take(20) {
+        let values: Vec<String> = specs
+            .iter()
+            .zip(&ind.evaluation.objectives)
+            .map(|(s, v)| format!("{}={:.4}", s.name, s.natural(*v)))
+            .collect();
+        println!("  {:<44} {}", ind.arch.to_string(), values.join("  "));
+    }
+    if args.json {
+        print_json(&json!({
+            "name": experiment.name,
+            "generations": last.as_ref().map(|r| r.generation),
+            "evaluations": last.as_ref().map(|r| r.evaluations),
+            "cache_hits": last.as_ref().map(|r| r.cache_hits),
+            "hypervolume": last.as_ref().and_then(|r| r.hypervolume),
+            "objectives": specs.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+            "front": front.iter().map(|i| json!({
+                "arch": i.arch.to_string(),
+                "objectives": specs.iter().zip(&i.evaluation.objectives).map(|(s, v)| s.natural(*v)).collect::<Vec<_>>(),
+                "feasible": i.evaluation.violation == 0.0,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(())
+}
