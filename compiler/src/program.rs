@@ -363,8 +363,9 @@ impl Program {
 /// share it: a pool per program would leave the idle workers of one program spinning on the
 /// cores that the next program to run needs.
 fn shared_pool(threads: usize, pin: bool) -> Result<Arc<rayon::ThreadPool>> {
-    static POOLS: std::sync::OnceLock<std::sync::Mutex<HashMap<(usize, bool), Arc<rayon::ThreadPool>>>> =
-        std::sync::OnceLock::new();
+    /// Pools by (threads, pinned).
+    type Pools = HashMap<(usize, bool), Arc<rayon::ThreadPool>>;
+    static POOLS: std::sync::OnceLock<std::sync::Mutex<Pools>> = std::sync::OnceLock::new();
     let pools = POOLS.get_or_init(Default::default);
     let mut pools = pools.lock().map_err(|_| Error::Options("worker pool registry poisoned".into()))?;
     if let Some(pool) = pools.get(&(threads, pin)) {

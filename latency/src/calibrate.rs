@@ -301,7 +301,9 @@ pub fn fit_program_terms(sums: &[f64], measured: &[f64]) -> (f64, f64) {
 
 /// Fits one model per kernel kind from the profile's samples, then the program-level terms.
 pub fn fit_models(profile: &mut DeviceProfile) -> Result<()> {
-    let mut kinds: BTreeMap<String, ([&str; 4], Vec<[f64; 4]>, Vec<f64>)> = BTreeMap::new();
+    /// Per kind: feature names, features, milliseconds.
+    type KindSamples = ([&'static str; 4], Vec<[f64; 4]>, Vec<f64>);
+    let mut kinds: BTreeMap<String, KindSamples> = BTreeMap::new();
     // A stable, shape-mixed order, so that every fifth sample held out spans the range.
     let mut samples: Vec<&KernelSample> = profile.samples.iter().collect();
     samples.sort_by_key(|s| s.key.to_string());

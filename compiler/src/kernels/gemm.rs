@@ -241,7 +241,4 @@ impl SendPtr {
     }
 }
 
-/// The `gemm` crate's parallelism for `threads`.
-pub fn parallelism(threads: usize) -> Parallelism {
-    if threads <= 1 { Parallelism::None } else { Parallelism::Rayon(threads) }
 }
