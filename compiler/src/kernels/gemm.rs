@@ -240,5 +240,3 @@ impl SendPtr {
         self.0
     }
 }
-
-}
