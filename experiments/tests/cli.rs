@@ -229,3 +229,29 @@ fn search_runs_checkpoints_and_refuses_to_overwrite() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A hardware team's path without canao on the device: template, own timings, import, predict.
+#[test]
+fn import_template_round_trips_through_import_and_predict() {
+    let dir = std::env::temp_dir().join(format!("canao-template-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("kernels.csv");
+    let out = canao(&["compile", "--arch", "L2-H128-A2-F512-S32", "--import-template", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // "Measure" every kernel at 0.25 ms with the team's harness.
+    let filled: String = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .map(|l| if l.ends_with(',') { format!("{l}0.25\n") } else { format!("{l}\n") })
+        .collect();
+    std::fs::write(&csv, filled).unwrap();
+    let profile = dir.join("npu.ron");
+    let out = canao(&["import", "--csv", csv.to_str().unwrap(), "--name", "npu", "--out", profile.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = canao(&["predict", "--profile", profile.to_str().unwrap(), "--arch", "L2-H128-A2-F512-S32", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = last_json(&out);
+    // 12 kernels (embedding, 2 × 5, pooling), each measured at 0.25 ms, no overhead given.
+    assert!((v["predicted_ms"].as_f64().unwrap() - 12.0 * 0.25).abs() < 1e-9, "{v}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -31,6 +31,9 @@ pub struct Args {
     /// Use the fixed GEMM heuristic instead of tuning on this machine.
     #[arg(long)]
     no_tune: bool,
+    /// Pin worker thread i to CPU i.
+    #[arg(long)]
+    pin_threads: bool,
     /// Skip the unfused baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -67,7 +70,13 @@ pub fn run(args: Args) -> Result<()> {
     let weights = Weights::random(&arch, 0);
     let input = Batch::synthetic(&arch, &vec![arch.seq_len; args.target.batch], 0);
     let tuning = if args.no_tune { Tuning::Off } else { Tuning::Auto { cache_file: Some(tuning_cache()) } };
-    let options = CompileOptions { batch: args.target.batch, threads: args.threads, tuning, ..Default::default() };
+    let options = CompileOptions {
+        batch: args.target.batch,
+        threads: args.threads,
+        tuning,
+        pin_threads: args.pin_threads,
+        ..Default::default()
+    };
     if !args.json {
         eprintln!("compiling {arch} (seq {}, batch {}, {} threads)…", arch.seq_len, args.target.batch, args.threads);
     }

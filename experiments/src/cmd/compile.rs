@@ -18,6 +18,10 @@ pub struct Args {
     /// Write the graph before and after the pipeline as Graphviz files FILE.before.dot and FILE.after.dot.
     #[arg(long, value_name = "FILE")]
     dot: Option<PathBuf>,
+    /// Write the program's distinct kernels as a measurement template for `canao import`
+    /// (`kind,dims,median_ms` with the last column empty, for a team's own harness to fill).
+    #[arg(long, value_name = "FILE")]
+    import_template: Option<PathBuf>,
     /// Skip a pass (repeatable); see --explain for the names.
     #[arg(long = "disable-pass", value_name = "PASS")]
     disable: Vec<String>,
@@ -56,6 +60,18 @@ pub fn run(args: Args) -> Result<()> {
     );
     for (i, kernel) in program.kernels().iter().enumerate() {
         println!("  {i:>3} {}", kernel.key);
+    }
+    if let Some(path) = &args.import_template {
+        let mut csv = String::from("kind,dims,median_ms\n");
+        let mut seen = std::collections::BTreeSet::new();
+        for kernel in program.kernels() {
+            if seen.insert(kernel.key.to_string()) {
+                let dims: Vec<String> = kernel.key.dims().iter().map(|(n, v)| format!("{n}={v}")).collect();
+                csv.push_str(&format!("{},{},\n", kernel.key.kind(), dims.join(" ")));
+            }
+        }
+        write_atomic(path, csv.as_bytes())?;
+        println!("wrote {} ({} distinct kernels to time)", path.display(), seen.len());
     }
     if let Some(path) = &args.dot {
         let stem = path.with_extension("");
