@@ -30,14 +30,24 @@ pub fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     }
 }
 
-/// In-place softmax of one row; entries where `keep` is false get probability 0.
+/// In-place softmax of one row (exponentials and their sum in one pass, eight lanes at a time).
 #[inline(always)]
 pub fn softmax_row(row: &mut [f32]) {
     let m = simd::max(row);
-    for x in row.iter_mut() {
-        *x = math::exp(*x - m);
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = row.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            c[l] = math::exp(c[l] - m);
+            lanes[l] += c[l];
+        }
     }
-    let inv = 1.0 / simd::sum(row);
+    let mut total: f32 = lanes.iter().sum();
+    for x in chunks.into_remainder() {
+        *x = math::exp(*x - m);
+        total += *x;
+    }
+    let inv = 1.0 / total;
     for x in row.iter_mut() {
         *x *= inv;
     }
