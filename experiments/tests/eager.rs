@@ -20,7 +20,8 @@ fn to_burn(weights: &Weights, device: &Device) -> Bert {
 fn check(arch: &Arch, weights: &Weights, bert: &Bert) {
     let input = Batch::synthetic(arch, &[arch.seq_len, arch.seq_len / 2 + 1], 5);
     let want = reference::forward(arch, weights, &input, 1e-12).unwrap();
-    let got: Vec<f32> = bert.forward(arch, &input.ids, &input.types, &input.mask).unwrap().into_data().try_into_vec().unwrap();
+    let got: Vec<f32> =
+        bert.forward(arch, &input.ids, &input.types, &input.mask).unwrap().into_data().try_into_vec().unwrap();
     let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(err <= 1e-4, "{arch}: burn eager differs from the reference by {err}");
 }

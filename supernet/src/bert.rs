@@ -103,7 +103,11 @@ impl Bert {
         };
         let x = gather("embeddings.word_embeddings.weight", arch.vocab_size, ids.iter().map(|&i| i as i64).collect())?
             + gather("embeddings.position_embeddings.weight", s, (0..tokens).map(|t| (t % s) as i64).collect())?
-            + gather("embeddings.token_type_embeddings.weight", arch.type_vocab_size, types.iter().map(|&t| t as i64).collect())?;
+            + gather(
+                "embeddings.token_type_embeddings.weight",
+                arch.type_vocab_size,
+                types.iter().map(|&t| t as i64).collect(),
+            )?;
         let mut x = self.layer_norm(x, "embeddings.LayerNorm", h)?;
 
         let mask_t = Tensor::<2>::from_data(TensorData::new(mask.to_vec(), [batch, s]), d);

@@ -159,7 +159,11 @@ pub fn run(args: Args) -> Result<()> {
         println!("warning     other processes used {:.0}% of the CPUs during the measurement", busy * 100.0);
     }
     if let Some(e) = &eager {
-        println!("burn eager  median {:.3} ms  → compiled is {:.2}× faster (burn 0.22 flex, same weights)", e.median_ms, e.median_ms / fused.median_ms);
+        println!(
+            "burn eager  median {:.3} ms  → compiled is {:.2}× faster (burn 0.22 flex, same weights)",
+            e.median_ms,
+            e.median_ms / fused.median_ms
+        );
     }
     if args.json {
         print_json(&json!({
