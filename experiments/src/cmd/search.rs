@@ -96,10 +96,20 @@ impl Evaluator for CostEvaluator {
     }
 
     fn evaluate(&self, arch: &Arch) -> Result<Evaluation, search::Error> {
-        let objectives = self.objectives.iter().map(|(m, _)| self.measure(*m, arch)).collect::<Result<_, _>>()?;
+        // A profile named by an objective and a constraint is asked once: prediction lowers and
+        // fuses the arch, the costliest step of an evaluation.
+        let mut latency: Vec<Option<f64>> = vec![None; self.predictors.len()];
+        let mut value = |m: Measure| match (m, &mut latency[..]) {
+            (Measure::Latency(i), memo) => match memo[i] {
+                Some(v) => Ok(v),
+                None => self.measure(m, arch).inspect(|&v| memo[i] = Some(v)),
+            },
+            _ => self.measure(m, arch),
+        };
+        let objectives = self.objectives.iter().map(|(m, _)| value(*m)).collect::<Result<_, _>>()?;
         let mut violation = 0.0;
         for (m, limit) in &self.constraints {
-            violation += normalised_excess(self.measure(*m, arch)?, *limit);
+            violation += normalised_excess(value(*m)?, *limit);
         }
         Ok(Evaluation { objectives, violation })
     }
