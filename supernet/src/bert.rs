@@ -92,7 +92,7 @@ impl Bert {
         arch.validate()?;
         let (s, h) = (arch.seq_len, arch.hidden);
         let tokens = ids.len();
-        if tokens == 0 || tokens % s != 0 || types.len() != tokens || mask.len() != tokens {
+        if tokens == 0 || !tokens.is_multiple_of(s) || types.len() != tokens || mask.len() != tokens {
             return Err(Error::Input(format!("ids, types and mask must hold batch × {s} entries each")));
         }
         let batch = tokens / s;
