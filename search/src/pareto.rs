@@ -170,10 +170,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-
-    fn eval(objectives: &[f64], violation: f64) -> Evaluation {
-        Evaluation { objectives: objectives.to_vec(), violation }
-    }
+    use crate::testing::eval;
 
     #[test]
     fn pareto_domination() {

@@ -100,10 +100,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-
-    fn eval(objectives: &[f64], violation: f64) -> Evaluation {
-        Evaluation { objectives: objectives.to_vec(), violation }
-    }
+    use crate::testing::eval;
 
     #[test]
     fn survival_keeps_fronts_then_the_least_crowded() {

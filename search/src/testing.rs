@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use arch::SearchSpace;
 
-use crate::{Count, CountsEvaluator, Sense};
+use crate::{Count, CountsEvaluator, Evaluation, Sense};
 
 /// A fresh scratch directory under the system temporary directory, unique to this process and
 /// `name`.
@@ -28,4 +28,9 @@ pub(crate) fn params_vs_flops_reference(space: &SearchSpace) -> Vec<f64> {
 /// A rayon pool of `threads` threads.
 pub(crate) fn pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap_or_else(|e| panic!("rayon pool: {e}"))
+}
+
+/// An evaluation from its objectives and violation.
+pub(crate) fn eval(objectives: &[f64], violation: f64) -> Evaluation {
+    Evaluation { objectives: objectives.to_vec(), violation }
 }
