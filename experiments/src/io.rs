@@ -51,13 +51,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
 
 /// canao's cache directory: `$CANAO_CACHE`, else `$XDG_CACHE_HOME/canao`, else `~/.cache/canao`.
 pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CANAO_CACHE") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("canao");
-    }
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/canao")
+    supernet::teacher::cache_dir()
 }
 
 /// Where auto-tuned GEMM schedules are kept.

@@ -31,6 +31,9 @@ enum Command {
     ValidateLatency(cmd::latency::ValidateArgs),
     Import(cmd::latency::ImportArgs),
     Search(cmd::search::Args),
+    Train(cmd::train::TrainArgs),
+    Eval(cmd::train::EvalArgs),
+    Export(cmd::train::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,9 @@ fn main() -> ExitCode {
         Command::ValidateLatency(args) => cmd::latency::validate_cmd(args),
         Command::Import(args) => cmd::latency::import_cmd(args),
         Command::Search(args) => cmd::search::run(args),
+        Command::Train(args) => cmd::train::train(args),
+        Command::Eval(args) => cmd::train::eval(args),
+        Command::Export(args) => cmd::train::export_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

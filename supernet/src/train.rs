@@ -1,0 +1,522 @@
+//! Training, in two phases. Phase one fine-tunes the teacher (the full model) on the task.
+//! Phase two trains the supernet from the fine-tuned teacher with the sandwich rule (the largest,
+//! the smallest and `random` sampled subnets each step, their gradients summed) and knowledge
+//! distillation from the teacher: soft logits at a temperature, plus hidden-state and attention
+//! distillation as options. AdamW with linear warm-up and linear decay, gradient accumulation.
+//!
+//! A checkpoint (weights, optimizer state, RNG, data position) is written every
+//! `checkpoint_every` steps through a temporary folder and a rename; [`Trainer::resume`] continues
+//! from it exactly.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use arch::{Arch, SearchSpace};
+use burn::module::Module;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tracing::info_span;
+
+use crate::data::{Label, Task};
+use crate::eval::{Score, evaluate};
+use crate::model::{Keep, ModelError, Output, Supernet};
+use crate::tokens::{Batch, Encoded, plan};
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("invalid training config: {0}")]
+    Config(String),
+    #[error("the loss is not finite ({loss}) at step {step}: lower the learning rate")]
+    Diverged { step: usize, loss: f64 },
+}
+
+/// Phase two's settings: which subnets each step trains and what they distil.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sandwich {
+    /// The subnets: the largest and smallest of this space and `random` samples of it.
+    pub space: SearchSpace,
+    /// Random subnets per step, besides the largest and the smallest.
+    pub random: usize,
+    /// Softmax temperature of logit distillation.
+    pub temperature: f64,
+    /// Weight of the hard-label loss beside logit distillation (0: distillation only).
+    pub hard_weight: f64,
+    /// Weight of hidden-state distillation (MSE after each layer, against the teacher's layer
+    /// at the same relative depth, on the subnet's hidden dims).
+    pub hidden_weight: f64,
+    /// Weight of attention distillation (MSE of the attention probabilities of the subnet's
+    /// heads against the teacher's same heads at the same relative depth).
+    pub attention_weight: f64,
+}
+
+impl Default for Sandwich {
+    fn default() -> Sandwich {
+        Sandwich {
+            space: SearchSpace::default(),
+            random: 2,
+            temperature: 1.0,
+            hard_weight: 0.0,
+            hidden_weight: 0.0,
+            attention_weight: 0.0,
+        }
+    }
+}
+
+/// A training run's settings (RON or JSON; omitted fields take these defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub task: Task,
+    /// Passes over the training split (fractions allowed).
+    pub epochs: f64,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are summed into one step.
+    pub accumulate: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Fraction of the steps spent warming the learning rate up linearly; it then decays
+    /// linearly to zero.
+    pub warmup: f64,
+    pub weight_decay: f64,
+    /// Gradient-norm clipping (0: none).
+    pub clip_norm: f32,
+    /// Longest sequence in tokens (longer ones are truncated).
+    pub max_len: usize,
+    pub seed: u64,
+    /// Steps between checkpoints (0: only at the end).
+    pub checkpoint_every: usize,
+    /// Steps between dev evaluations of the largest subnet (0: only at the end).
+    pub eval_every: usize,
+    /// Train on the first `limit` examples only (smoke runs and tests).
+    pub limit: Option<usize>,
+    /// Phase two (supernet training) when set; phase one (the teacher) when not.
+    pub sandwich: Option<Sandwich>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> TrainConfig {
+        TrainConfig {
+            task: Task::Sst2,
+            epochs: 2.0,
+            batch_size: 32,
+            accumulate: 1,
+            lr: 5e-5,
+            warmup: 0.06,
+            weight_decay: 0.01,
+            clip_norm: 1.0,
+            max_len: 128,
+            seed: 17,
+            checkpoint_every: 500,
+            eval_every: 0,
+            limit: None,
+            sandwich: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    fn validate(&self) -> Result<(), TrainError> {
+        let bad = |what: &str| Err(TrainError::Config(what.into()));
+        if self.epochs.is_nan() || self.epochs <= 0.0 {
+            return bad("`epochs` must be > 0");
+        }
+        if self.batch_size == 0 || self.accumulate == 0 {
+            return bad("`batch_size` and `accumulate` must be ≥ 1");
+        }
+        if self.lr.is_nan() || self.lr <= 0.0 || !(0.0..1.0).contains(&self.warmup) {
+            return bad("`lr` must be > 0 and `warmup` in [0, 1)");
+        }
+        if self.max_len < 3 {
+            return bad("`max_len` must be ≥ 3 (two special tokens and one word)");
+        }
+        if let Some(s) = &self.sandwich {
+            s.space.validate().map_err(|e| TrainError::Config(format!("sandwich.space: {e}")))?;
+            if s.temperature.is_nan() || s.temperature <= 0.0 {
+                return bad("`sandwich.temperature` must be > 0");
+            }
+        }
+        Ok(())
+    }
+
+    /// Optimizer steps of the whole run over `examples` training examples.
+    pub fn total_steps(&self, examples: usize) -> usize {
+        let per_epoch = examples.div_ceil(self.batch_size) as f64 / self.accumulate as f64;
+        ((per_epoch * self.epochs).ceil() as usize).max(1)
+    }
+
+    /// The learning rate at `step` (0-based) of `total`.
+    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        let warm = (self.warmup * total as f64).ceil().max(1.0);
+        let s = step as f64 + 1.0;
+        if s <= warm {
+            self.lr * s / warm
+        } else {
+            self.lr * ((total as f64 - s) / (total as f64 - warm).max(1.0)).max(0.0)
+        }
+    }
+}
+
+/// One line of the training log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub tokens_per_s: f64,
+    /// Dev score of the largest subnet, when evaluated at this step.
+    pub dev: Option<f64>,
+    /// Phase two: the loss of each subnet of the step (largest, smallest, then the random ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subnets: Vec<f64>,
+}
+
+/// Where a run stands: enough, with the weights and the optimizer, to resume exactly.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Progress {
+    pub step: usize,
+    pub total_steps: usize,
+    /// Epoch and the next batch within its plan.
+    pub epoch: usize,
+    pub batch: usize,
+    /// The generator of the sandwich's random subnets.
+    pub rng: ChaCha8Rng,
+    pub log: Vec<LogEntry>,
+}
+
+/// A training run over encoded data.
+pub struct Trainer {
+    pub config: TrainConfig,
+    pub model: Supernet,
+    optim: ModuleOptimizer,
+    teacher: Option<Supernet>,
+    pub progress: Progress,
+    train: Vec<Encoded>,
+    dev: Vec<Encoded>,
+    pad: u32,
+    dir: PathBuf,
+}
+
+const CHECKPOINT: &str = "checkpoint";
+
+impl Trainer {
+    /// A new run writing its checkpoints under `dir`. `model` must be on an autodiff device;
+    /// `teacher` (phase two) on any device.
+    pub fn new(
+        config: TrainConfig,
+        model: Supernet,
+        teacher: Option<Supernet>,
+        mut train: Vec<Encoded>,
+        dev: Vec<Encoded>,
+        pad: u32,
+        dir: &Path,
+    ) -> Result<Trainer, TrainError> {
+        config.validate()?;
+        if config.sandwich.is_some() && teacher.is_none() {
+            return Err(TrainError::Config("phase two (sandwich) needs the fine-tuned teacher".into()));
+        }
+        if !model.device().is_autodiff() {
+            return Err(TrainError::Config("the trained model must be on an autodiff device".into()));
+        }
+        if let Some(limit) = config.limit {
+            train.truncate(limit);
+        }
+        if train.is_empty() {
+            return Err(TrainError::Config("no training examples".into()));
+        }
+        if let Some(s) = &config.sandwich {
+            for arch in [s.space.largest(), s.space.smallest()] {
+                model.check(&arch)?;
+            }
+        }
+        let total_steps = config.total_steps(train.len());
+        let optim = optimizer(&config);
+        let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5a5a);
+        let progress = Progress { step: 0, total_steps, epoch: 0, batch: 0, rng, log: vec![] };
+        Ok(Trainer { config, model, optim, teacher, progress, train, dev, pad, dir: dir.to_path_buf() })
+    }
+
+    /// Continues the run checkpointed under `dir` (its config, weights, optimizer, RNG and data
+    /// position); `model` is a freshly built supernet of the same shape on an autodiff device.
+    pub fn resume(
+        dir: &Path,
+        model: Supernet,
+        teacher: Option<Supernet>,
+        train: Vec<Encoded>,
+        dev: Vec<Encoded>,
+        pad: u32,
+    ) -> Result<Trainer, TrainError> {
+        let ck = dir.join(CHECKPOINT);
+        let err = |path: PathBuf, message: String| TrainError::Checkpoint { path, message };
+        let read = |name: &str| -> Result<String, TrainError> {
+            let path = ck.join(name);
+            std::fs::read_to_string(&path).map_err(|e| err(path, e.to_string()))
+        };
+        let config: TrainConfig =
+            serde_json::from_str(&read("config.json")?).map_err(|e| err(ck.join("config.json"), e.to_string()))?;
+        let progress: Progress =
+            serde_json::from_str(&read("progress.json")?).map_err(|e| err(ck.join("progress.json"), e.to_string()))?;
+        let mut trainer = Trainer::new(config, model, teacher, train, dev, pad, dir)?;
+        if trainer.progress.total_steps != progress.total_steps {
+            return Err(err(ck, "the training data differ from the checkpointed run's".into()));
+        }
+        let weights = ck.join("model.bpk");
+        trainer.model = trainer.model.clone().try_load_file(&weights).map_err(|e| err(weights, e.to_string()))?;
+        let optim_path = ck.join("optimizer.bpk");
+        trainer.optim = optimizer(&trainer.config).load(&optim_path).map_err(|e| err(optim_path, e.to_string()))?;
+        trainer.progress = progress;
+        Ok(trainer)
+    }
+
+    /// Whether every step has run.
+    pub fn done(&self) -> bool {
+        self.progress.step >= self.progress.total_steps
+    }
+
+    /// Runs the remaining steps (at most `max_steps` of them), with a progress bar unless
+    /// `quiet`, checkpointing as configured and at the end.
+    pub fn run(&mut self, max_steps: Option<usize>, quiet: bool) -> Result<(), TrainError> {
+        let phase = if self.config.sandwich.is_some() { "supernet" } else { "teacher" };
+        let _span = info_span!("train", phase, task = %self.config.task).entered();
+        let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(self.progress.total_steps as u64) };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps, {msg} (eta {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(phase);
+        bar.set_position(self.progress.step as u64);
+        let end =
+            max_steps.map_or(self.progress.total_steps, |m| (self.progress.step + m).min(self.progress.total_steps));
+        let mut epoch_plan = plan(&self.train, self.config.batch_size, Some(self.epoch_seed()));
+        let (mut tokens, mut clock) = (0usize, Instant::now());
+        while self.progress.step < end {
+            let step = self.progress.step;
+            let lr = self.config.lr_at(step, self.progress.total_steps);
+            let mut accumulator = GradientsAccumulator::<Supernet>::new();
+            let mut subnets: Vec<f64> = Vec::new();
+            for _ in 0..self.config.accumulate {
+                if self.progress.batch >= epoch_plan.len() {
+                    self.progress.epoch += 1;
+                    self.progress.batch = 0;
+                    epoch_plan = plan(&self.train, self.config.batch_size, Some(self.epoch_seed()));
+                }
+                let batch = Batch::new(&self.train, epoch_plan[self.progress.batch].clone(), self.pad);
+                self.progress.batch += 1;
+                tokens += batch.tokens();
+                let (losses, grads) = self.micro_step(&batch)?;
+                subnets.resize(losses.len(), 0.0);
+                for (sum, l) in subnets.iter_mut().zip(losses) {
+                    *sum += l / self.config.accumulate as f64;
+                }
+                accumulator.accumulate(&self.model, grads);
+            }
+            let loss: f64 = subnets.iter().sum();
+            if !loss.is_finite() {
+                return Err(TrainError::Diverged { step, loss });
+            }
+            self.model = self.optim.step(lr, self.model.clone(), accumulator.grads());
+            self.progress.step += 1;
+            let secs = clock.elapsed().as_secs_f64();
+            let tokens_per_s = tokens as f64 / secs.max(1e-9);
+            if self.config.sandwich.is_none() {
+                subnets.clear();
+            }
+            let mut entry = LogEntry { step: self.progress.step, loss, lr, tokens_per_s, dev: None, subnets };
+            let last = self.progress.step == self.progress.total_steps;
+            if (self.config.eval_every > 0 && self.progress.step.is_multiple_of(self.config.eval_every)) || last {
+                let _eval = info_span!("eval").entered();
+                entry.dev = Some(self.evaluate_largest()?.value);
+                (tokens, clock) = (0, Instant::now());
+            }
+            bar.set_message(match entry.dev {
+                Some(dev) => format!("loss {loss:.4}, {tokens_per_s:.0} tokens/s, dev {dev:.4}"),
+                None => format!("loss {loss:.4}, {tokens_per_s:.0} tokens/s"),
+            });
+            bar.set_position(self.progress.step as u64);
+            // Without a terminal (a log file), a line every 50 steps stands in for the bar.
+            let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
+            if bar.is_hidden() && !quiet && self.progress.step.is_multiple_of(50) {
+                say(format!(
+                    "{phase} step {}/{}: loss {loss:.4}, lr {lr:.2e}, {tokens_per_s:.0} tokens/s",
+                    self.progress.step, self.progress.total_steps
+                ));
+            }
+            if let Some(dev) = entry.dev.filter(|_| !quiet) {
+                say(format!("step {}: dev {} {dev:.4}", self.progress.step, self.config.task.metric_name()));
+            }
+            self.progress.log.push(entry);
+            if secs > 30.0 {
+                (tokens, clock) = (0, Instant::now());
+            }
+            let every = self.config.checkpoint_every;
+            if (every > 0 && self.progress.step.is_multiple_of(every)) || self.progress.step == end {
+                let _ck = info_span!("checkpoint").entered();
+                self.checkpoint()?;
+            }
+        }
+        bar.finish();
+        Ok(())
+    }
+
+    fn epoch_seed(&self) -> u64 {
+        self.config.seed.wrapping_add(self.progress.epoch as u64 * 0x9e37_79b9)
+    }
+
+    /// The loss of each subnet on one micro-batch, and the gradients summed over them.
+    fn micro_step(&mut self, batch: &Batch) -> Result<(Vec<f64>, GradientsParams), TrainError> {
+        let task = self.config.task;
+        let Some(sandwich) = self.config.sandwich.clone() else {
+            let out = self.model.forward(batch, &self.model.max, Keep::default())?;
+            let loss = task_loss(task, out.logits, &batch.labels);
+            let value = scalar(&loss);
+            return Ok((vec![value], GradientsParams::from_grads(loss.backward(), &self.model)));
+        };
+        let keep = Keep { hidden: sandwich.hidden_weight > 0.0, attention: sandwich.attention_weight > 0.0 };
+        let teacher = self.teacher.as_ref().ok_or_else(|| TrainError::Config("no teacher".into()))?;
+        // The teacher runs without autodiff: its outputs are constants of the students' losses.
+        let target = teacher.forward(batch, &teacher.max, keep)?;
+        let mut archs = vec![sandwich.space.largest(), sandwich.space.smallest()];
+        for _ in 0..sandwich.random {
+            archs.push(sandwich.space.sample(&mut self.progress.rng));
+        }
+        let mut accumulator = GradientsAccumulator::<Supernet>::new();
+        let mut losses = Vec::with_capacity(archs.len());
+        for mut arch in archs {
+            arch.task = self.model.max.task;
+            let out = self.model.forward(batch, &arch, keep)?;
+            let loss = distill_loss(task, &sandwich, &arch, out, &target, &batch.labels);
+            losses.push(scalar(&loss));
+            accumulator.accumulate(&self.model, GradientsParams::from_grads(loss.backward(), &self.model));
+        }
+        Ok((losses, accumulator.grads()))
+    }
+
+    /// The dev score of the largest subnet.
+    pub fn evaluate_largest(&self) -> Result<Score, TrainError> {
+        let valid = self.model.valid();
+        let arch = match &self.config.sandwich {
+            Some(s) => s.space.largest(),
+            None => valid.max.clone(),
+        };
+        Ok(evaluate(&valid, &arch, self.config.task, &self.dev, self.pad, 128)?)
+    }
+
+    /// Writes the checkpoint through a temporary folder and a rename.
+    pub fn checkpoint(&self) -> Result<(), TrainError> {
+        let ck = self.dir.join(CHECKPOINT);
+        let tmp = self.dir.join(format!(".{CHECKPOINT}.tmp"));
+        let err = |path: &Path, message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e.to_string()))?;
+        self.model.clone().save_file(tmp.join("model.bpk")).map_err(|e| err(&tmp, e.to_string()))?;
+        self.optim.save(tmp.join("optimizer.bpk")).map_err(|e| err(&tmp, e.to_string()))?;
+        let config = serde_json::to_string_pretty(&self.config).map_err(|e| err(&tmp, e.to_string()))?;
+        std::fs::write(tmp.join("config.json"), config).map_err(|e| err(&tmp, e.to_string()))?;
+        let progress = serde_json::to_string_pretty(&self.progress).map_err(|e| err(&tmp, e.to_string()))?;
+        std::fs::write(tmp.join("progress.json"), progress).map_err(|e| err(&tmp, e.to_string()))?;
+        let old = self.dir.join(format!(".{CHECKPOINT}.old"));
+        let _ = std::fs::remove_dir_all(&old);
+        if ck.exists() {
+            std::fs::rename(&ck, &old).map_err(|e| err(&ck, e.to_string()))?;
+        }
+        std::fs::rename(&tmp, &ck).map_err(|e| err(&ck, e.to_string()))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+}
+
+fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    let clip = (config.clip_norm > 0.0).then_some(GradientClippingConfig::Norm(config.clip_norm));
+    AdamWConfig::new().with_weight_decay(config.weight_decay as f32).with_epsilon(1e-8).with_grad_clipping(clip).init()
+}
+
+fn scalar(t: &Tensor<1>) -> f64 {
+    t.clone().into_scalar::<f32>() as f64
+}
+
+/// Cross-entropy (classification) or mean squared error (regression) against the labels.
+pub fn task_loss(task: Task, logits: Tensor<2>, labels: &[Label]) -> Tensor<1> {
+    let [rows, width] = logits.dims();
+    let device = logits.device();
+    if task.is_regression() {
+        let y: Vec<f32> = labels.iter().map(|l| if let Label::Score(s) = l { *s } else { 0.0 }).collect();
+        let y = Tensor::<2>::from_data(TensorData::new(y, [rows, 1]), &device);
+        return (logits.narrow(1, 0, 1) - y).powi_scalar(2).mean();
+    }
+    let mut one_hot = vec![0.0f32; rows * width];
+    for (r, l) in labels.iter().enumerate() {
+        if let Label::Class(c) = l {
+            one_hot[r * width + c] = 1.0;
+        }
+    }
+    let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [rows, width]), &device);
+    (log_softmax(logits, 1) * one_hot).sum_dim(1).mean().neg()
+}
+
+/// The teacher's layer that a subnet's layer `l` of `layers` learns from: the same relative
+/// depth, so that the last layer always matches the teacher's last (TinyBERT's uniform map).
+pub fn teacher_layer(l: usize, layers: usize, teacher_layers: usize) -> usize {
+    ((l + 1) * teacher_layers / layers).saturating_sub(1)
+}
+
+/// The distillation loss of one subnet against the teacher's outputs.
+fn distill_loss(task: Task, s: &Sandwich, arch: &Arch, out: Output, target: &Output, labels: &[Label]) -> Tensor<1> {
+    let mut loss = if task.is_regression() {
+        (out.logits.clone() - target.logits.clone()).powi_scalar(2).mean()
+    } else {
+        let t = s.temperature;
+        let soft = softmax(target.logits.clone().div_scalar(t), 1);
+        (log_softmax(out.logits.clone().div_scalar(t), 1) * soft).sum_dim(1).mean().neg().mul_scalar(t * t)
+    };
+    if s.hard_weight > 0.0 {
+        loss = loss + task_loss(task, out.logits, labels).mul_scalar(s.hard_weight);
+    }
+    let depth = target.hidden.len().max(target.attention.len());
+    if s.hidden_weight > 0.0 {
+        for (l, h) in out.hidden.into_iter().enumerate() {
+            let t = target.hidden[teacher_layer(l, arch.layers, depth)].clone().narrow(1, 0, arch.hidden);
+            loss = loss + (h - t).powi_scalar(2).mean().mul_scalar(s.hidden_weight);
+        }
+    }
+    if s.attention_weight > 0.0 {
+        for (l, a) in out.attention.into_iter().enumerate() {
+            let t = target.attention[teacher_layer(l, arch.layers, depth)].clone().narrow(1, 0, arch.heads[l]);
+            loss = loss + (a - t).powi_scalar(2).sum_dim(3).mean().mul_scalar(s.attention_weight);
+        }
+    }
+    loss
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        let c = TrainConfig { lr: 1.0, warmup: 0.1, ..TrainConfig::default() };
+        assert!((c.lr_at(0, 100) - 0.1).abs() < 1e-12);
+        assert!((c.lr_at(9, 100) - 1.0).abs() < 1e-12);
+        assert!(c.lr_at(50, 100) < 1.0 && c.lr_at(50, 100) > c.lr_at(60, 100));
+        assert_eq!(c.lr_at(99, 100), 0.0);
+    }
+
+    #[test]
+    fn shallow_subnets_learn_from_the_same_relative_depth() {
+        assert_eq!((0..2).map(|l| teacher_layer(l, 2, 6)).collect::<Vec<_>>(), [2, 5]);
+        assert_eq!((0..6).map(|l| teacher_layer(l, 6, 6)).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(teacher_layer(0, 1, 6), 5);
+    }
+}
