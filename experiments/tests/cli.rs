@@ -280,3 +280,118 @@ fn mismatched_weights_name_the_tensor_and_shapes() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+fn shared_data() -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    dir.is_dir().then_some(dir)
+}
+
+#[test]
+fn train_eval_export_on_a_slice_then_bad_input_fails_cleanly() {
+    let (Some(data), Some(_)) = (shared_data(), teacher_dir()) else { return };
+    let data = data.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("canao-train-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            data,
+            "--limit",
+            "48",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "1",
+            "--out",
+            run_s,
+            "--quiet",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        canao(&args)
+    };
+    // Two steps, stop, resume to the end.
+    let out = train(&["--steps", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(last_json(&out)["step"], 2);
+    let out = train(&[]);
+    assert!(!out.status.success(), "an existing checkpoint needs --resume");
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    let out = train(&["--resume"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result = last_json(&out);
+    assert_eq!(result["step"], 3);
+    assert!(result["dev"].as_f64().unwrap() > 0.0);
+    let model = run.join("model");
+    assert!(
+        model.join("model.safetensors").is_file()
+            && model.join("config.json").is_file()
+            && model.join("tokenizer.json").is_file()
+    );
+
+    // Evaluate the full model and a subnet from the run's checkpoint and from the exported model.
+    let full = "L6-H384-A12-F1536-D32";
+    for supernet in [run_s, model.to_str().unwrap()] {
+        let out = canao(&[
+            "eval",
+            "--data",
+            data,
+            "--supernet",
+            supernet,
+            "--arch",
+            full,
+            "--arch",
+            "L2-H128-A[2,4]-F[256,512]-D32",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let json = last_json(&out);
+        assert_eq!(json["examples"], 872);
+        let acc = json["results"][0]["metrics"]["accuracy"].as_f64().unwrap();
+        assert!((acc - result["dev"].as_f64().unwrap()).abs() < 1e-9, "eval agrees with training's own dev score");
+    }
+    let exported = dir.join("export");
+    let out =
+        canao(&["export", "--supernet", run_s, "--arch", "L2-H128-A2-F512-D32", "--out", exported.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(exported.join("config.json")).unwrap();
+    assert!(
+        config.contains("\"num_hidden_layers\": 2") && config.contains("BertForSequenceClassification"),
+        "{config}"
+    );
+
+    // Bad input: one clear error, exit ≠ 0, nothing half-written.
+    let out = canao(&["eval", "--data", data, "--supernet", run_s, "--arch", "L8-H384-A12-F1536-D32"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("outside the supernet") && stderr(&out).contains("8 layers > 6"),
+        "{}",
+        stderr(&out)
+    );
+    let out = canao(&[
+        "export",
+        "--supernet",
+        run_s,
+        "--arch",
+        "L2-H512-A2-F512-D32",
+        "--out",
+        dir.join("bad").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success() && !dir.join("bad").exists(), "{}", stderr(&out));
+    let corrupt = dir.join("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(model.join(f), corrupt.join(f)).unwrap();
+    }
+    std::fs::write(corrupt.join("model.safetensors"), b"not a safetensors file").unwrap();
+    let out = canao(&["eval", "--data", data, "--supernet", corrupt.to_str().unwrap(), "--arch", full]);
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("model.safetensors") && !err.contains("panicked"), "{err}");
+    let out =
+        canao(&["train", "--data", dir.join("nowhere").to_str().unwrap(), "--out", dir.join("run2").to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("nowhere/glue/SST-2/train.tsv not found"), "{err}");
+    assert!(!dir.join("run2").exists(), "a failed start leaves no run folder");
+}

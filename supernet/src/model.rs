@@ -183,6 +183,17 @@ impl Supernet {
         Ok(net)
     }
 
+    /// The weights of a training checkpoint folder (`model.bpk` and `max.json`, as
+    /// [`crate::Trainer`] writes them).
+    pub fn from_checkpoint(dir: &Path, device: &Device) -> Result<Supernet, ModelError> {
+        let err = |path: &Path, message: String| ModelError::Load { path: path.to_path_buf(), message };
+        let shape_path = dir.join("max.json");
+        let text = std::fs::read_to_string(&shape_path).map_err(|e| err(&shape_path, e.to_string()))?;
+        let (max, eps): (Arch, f64) = serde_json::from_str(&text).map_err(|e| err(&shape_path, e.to_string()))?;
+        let weights = dir.join("model.bpk");
+        Supernet::init(&max, eps, device)?.try_load_file(&weights).map_err(|e| err(&weights, e.to_string()))
+    }
+
     /// A supernet of maximum `max` holding named tensors (`(name, shape, row-major f32 data)`,
     /// Hugging Face names with or without the `bert.` prefix); the head is loaded when given.
     pub fn from_tensors(

@@ -176,6 +176,8 @@ pub struct LogEntry {
     pub step: usize,
     pub loss: f64,
     pub lr: f64,
+    /// Training tokens (unpadded) per second over the steps since the last multiple of
+    /// [`RATE_WINDOW`] (evaluations and checkpoints excluded).
     pub tokens_per_s: f64,
     /// Dev score of the largest subnet, when evaluated at this step.
     pub dev: Option<f64>,
@@ -211,6 +213,9 @@ pub struct Trainer {
 }
 
 const CHECKPOINT: &str = "checkpoint";
+
+/// Steps over which [`LogEntry::tokens_per_s`] is measured.
+pub const RATE_WINDOW: usize = 10;
 
 impl Trainer {
     /// A new run writing its checkpoints under `dir`. `model` must be on an autodiff device;
@@ -358,13 +363,14 @@ impl Trainer {
                 say(format!("step {}: dev {} {dev:.4}", self.progress.step, self.config.task.metric_name()));
             }
             self.progress.log.push(entry);
-            if secs > 30.0 {
+            if self.progress.step.is_multiple_of(RATE_WINDOW) {
                 (tokens, clock) = (0, Instant::now());
             }
             let every = self.config.checkpoint_every;
             if (every > 0 && self.progress.step.is_multiple_of(every)) || self.progress.step == end {
                 let _ck = info_span!("checkpoint").entered();
                 self.checkpoint()?;
+                (tokens, clock) = (0, Instant::now());
             }
         }
         bar.finish();
@@ -423,6 +429,9 @@ impl Trainer {
         std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e.to_string()))?;
         self.model.clone().save_file(tmp.join("model.bpk")).map_err(|e| err(&tmp, e.to_string()))?;
         self.optim.save(tmp.join("optimizer.bpk")).map_err(|e| err(&tmp, e.to_string()))?;
+        let shape =
+            serde_json::to_string_pretty(&(&self.model.max, self.model.eps)).map_err(|e| err(&tmp, e.to_string()))?;
+        std::fs::write(tmp.join("max.json"), shape).map_err(|e| err(&tmp, e.to_string()))?;
         let config = serde_json::to_string_pretty(&self.config).map_err(|e| err(&tmp, e.to_string()))?;
         std::fs::write(tmp.join("config.json"), config).map_err(|e| err(&tmp, e.to_string()))?;
         let progress = serde_json::to_string_pretty(&self.progress).map_err(|e| err(&tmp, e.to_string()))?;

@@ -1,8 +1,8 @@
 //! `canao search`: NSGA-II over a search space, with objectives and constraints from a file.
 //!
-//! Until the supernet lands (issue 3) the objectives are device latency (from profiles),
-//! parameters and planned peak activation memory: a search over what things cost, without
-//! accuracy. The file format is the search part of the experiment format of issue 6.
+//! Objectives: accuracy on a task's dev split with weights inherited from a trained supernet,
+//! device latency (from profiles), parameters and planned peak activation memory. The file
+//! format is the search part of the experiment format of issue 6.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,9 @@ use latency::{DeviceProfile, Predictor};
 use search::{Evaluation, Evaluator, Nsga2, Nsga2Config, ObjectiveSpec, Sense, normalised_excess};
 use serde::Deserialize;
 use serde_json::json;
+use supernet::data::{self, Split, Task};
+use supernet::eval::evaluate;
+use supernet::{Encoded, Encoder, Supernet};
 
 use crate::io::{print_json, write_atomic};
 
@@ -50,6 +53,9 @@ pub enum Objective {
     Capacity,
     /// Peak activation memory of the compiled program (bytes), from its buffer plan.
     PeakMemory,
+    /// The task's dev metric (accuracy, Matthews or Pearson) with the weights the arch inherits
+    /// from a trained supernet (a Hugging Face directory written by `canao train`), maximised.
+    Accuracy { supernet: PathBuf, task: Task },
 }
 
 /// An upper limit.
@@ -67,10 +73,30 @@ enum Measure {
     /// Parameters, negated (the search minimises).
     Capacity,
     PeakMemory,
+    Accuracy,
+}
+
+/// A trained supernet and the dev split it scores archs on.
+struct AccuracyJudge {
+    net: Supernet,
+    task: Task,
+    dev: Vec<Encoded>,
+    pad: u32,
+}
+
+impl AccuracyJudge {
+    fn load(dir: &Path, task: Task) -> Result<AccuracyJudge> {
+        let (net, tokenizer) = crate::cmd::train::load_supernet(Some(dir.to_path_buf()), task)?;
+        let encoder = Encoder::from_file(&tokenizer, net.max.max_positions.min(128))?;
+        let data_dir = data::data_dir(None)?;
+        let dev = encoder.encode(&data::load(task, &data_dir, Split::Dev)?)?;
+        Ok(AccuracyJudge { net, task, dev, pad: encoder.pad })
+    }
 }
 
 /// The experiment's objectives and constraints over its profiles.
 struct CostEvaluator {
+    accuracy: Option<AccuracyJudge>,
     predictors: Vec<Predictor<'static>>,
     objectives: Vec<(Measure, ObjectiveSpec)>,
     constraints: Vec<(Measure, f64)>,
@@ -85,6 +111,15 @@ impl CostEvaluator {
             Measure::PeakMemory => {
                 let graph = fused_graph(arch, &CompileOptions::default()).map_err(search::Error::evaluator)?;
                 Ok(plan_buffers(&graph, &graph.schedule()).peak_bytes() as f64)
+            }
+            Measure::Accuracy => {
+                let judge = self
+                    .accuracy
+                    .as_ref()
+                    .ok_or_else(|| search::Error::evaluator(std::io::Error::other("no supernet loaded")))?;
+                let score = evaluate(&judge.net, arch, judge.task, &judge.dev, judge.pad, 128)
+                    .map_err(search::Error::evaluator)?;
+                Ok(score.value)
             }
         }
     }
@@ -153,6 +188,7 @@ pub fn run(args: Args) -> Result<()> {
     let space = experiment.space.clone().unwrap_or_default();
     let mut profiles = Vec::new();
     let mut objectives = Vec::new();
+    let mut accuracy = None;
     for o in &experiment.objectives {
         objectives.push(match o {
             Objective::Latency { profile } => {
@@ -165,6 +201,19 @@ pub fn run(args: Args) -> Result<()> {
             Objective::Params => (Measure::Params, ObjectiveSpec::new("params", "", Sense::Minimise)),
             Objective::Capacity => (Measure::Capacity, ObjectiveSpec::new("capacity_params", "", Sense::Maximise)),
             Objective::PeakMemory => (Measure::PeakMemory, ObjectiveSpec::new("peak_memory", "bytes", Sense::Minimise)),
+            Objective::Accuracy { supernet, task } => {
+                if accuracy.is_some() {
+                    bail!("{}: name one Accuracy objective", args.experiment.display());
+                }
+                accuracy = Some(
+                    AccuracyJudge::load(supernet, *task)
+                        .with_context(|| format!("{}: the Accuracy objective", args.experiment.display()))?,
+                );
+                (
+                    Measure::Accuracy,
+                    ObjectiveSpec::new(format!("{task}_dev_{}", task.metric_name()), "", Sense::Maximise),
+                )
+            }
         });
     }
     let mut constraints = Vec::new();
@@ -175,6 +224,7 @@ pub fn run(args: Args) -> Result<()> {
         });
     }
     let evaluator = CostEvaluator {
+        accuracy,
         predictors: profiles.iter().map(|(_, p)| Predictor::new(p)).collect(),
         objectives,
         constraints,

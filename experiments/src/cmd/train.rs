@@ -11,6 +11,7 @@ use serde_json::json;
 use supernet::data::{self, Split, Task};
 use supernet::eval::evaluate;
 use supernet::export::export;
+use supernet::train::RATE_WINDOW;
 use supernet::{Encoded, Encoder, Sandwich, Supernet, TrainConfig, Trainer, teacher};
 
 use crate::io::{cache_dir, parse_arch, print_json, write_atomic};
@@ -90,7 +91,8 @@ fn load_task(task: Task, data_dir: Option<&Path>, encoder: &Encoder) -> Result<(
     Ok((train, dev))
 }
 
-fn head(task: Task) -> TaskHead {
+/// The head a task puts on the model.
+pub fn head(task: Task) -> TaskHead {
     if task.is_regression() { TaskHead::Regression } else { TaskHead::Classification { labels: task.outputs() } }
 }
 
@@ -158,6 +160,12 @@ pub fn train(args: TrainArgs) -> Result<()> {
         }
         Trainer::new(config, model, teacher_net, train, dev, encoder.pad, &out)?
     };
+    // The run keeps its tokenizer beside its checkpoints, so that they can be evaluated as they are.
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    write_atomic(
+        &out.join("tokenizer.json"),
+        &std::fs::read(&tokenizer).with_context(|| format!("reading {}", tokenizer.display()))?,
+    )?;
     eprintln!(
         "{phase_name} phase on {}: {} steps from step {}, writing {}",
         args.task,
@@ -165,36 +173,49 @@ pub fn train(args: TrainArgs) -> Result<()> {
         trainer.progress.step,
         out.display()
     );
-    let started = Instant::now();
+    let (started, first_step) = (Instant::now(), trainer.progress.step);
     trainer.run(args.steps, args.quiet)?;
     let seconds = started.elapsed().as_secs_f64();
     let log = &trainer.progress.log;
-    let tokens_per_s = median(log.iter().map(|e| e.tokens_per_s).collect());
-    if !trainer.done() {
-        eprintln!("stopped at step {}/{}: continue with --resume", trainer.progress.step, trainer.progress.total_steps);
-        return Ok(());
-    }
-    let valid = burn::module::Module::valid(&trainer.model);
-    export(&valid, &valid.max.clone(), &tokenizer, &out.join("model"))?;
+    // Throughput: whole windows of RATE_WINDOW steps, the first of this invocation (warm-up) left out.
+    let windows: Vec<f64> = log
+        .iter()
+        .filter(|e| e.step > first_step && e.step.is_multiple_of(RATE_WINDOW) && e.dev.is_none())
+        .skip(1)
+        .map(|e| e.tokens_per_s)
+        .collect();
     let dev = log.iter().rev().find_map(|e| e.dev);
-    let result = json!({
+    let mut result = json!({
         "phase": phase_name,
         "task": args.task.to_string(),
         "metric": args.task.metric_name(),
         "dev": dev,
+        "step": trainer.progress.step,
         "steps": trainer.progress.total_steps,
-        "median_tokens_per_s": tokens_per_s,
+        "median_tokens_per_s": median(windows),
+        "threads": rayon::current_num_threads(),
         "seconds_this_invocation": seconds,
-        "model": out.join("model").display().to_string(),
         "config": trainer.config,
     });
-    write_atomic(&out.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
-    println!(
-        "{phase_name} trained: dev {} {} — model in {}",
-        args.task.metric_name(),
-        dev.map_or("?".into(), |d| format!("{d:.4}")),
-        out.join("model").display()
-    );
+    if trainer.done() {
+        let valid = burn::module::Module::valid(&trainer.model);
+        export(&valid, &valid.max.clone(), &tokenizer, &out.join("model"))?;
+        result["model"] = json!(out.join("model").display().to_string());
+        write_atomic(&out.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
+        println!(
+            "{phase_name} trained: dev {} {} — model in {}",
+            args.task.metric_name(),
+            dev.map_or("?".into(), |d| format!("{d:.4}")),
+            out.join("model").display()
+        );
+    } else {
+        println!(
+            "stopped at step {}/{} ({:.0} tokens/s): continue with --resume",
+            trainer.progress.step,
+            trainer.progress.total_steps,
+            result["median_tokens_per_s"].as_f64().unwrap_or(0.0)
+        );
+    }
     if args.json {
         print_json(&result);
     }
@@ -217,7 +238,8 @@ pub struct EvalArgs {
     /// Architecture(s) to score: compact string, RON or a file (repeatable).
     #[arg(long, required = true)]
     arch: Vec<String>,
-    /// The trained supernet (a Hugging Face directory; default: phase two's `model/`).
+    /// The trained supernet: a Hugging Face directory (default: phase two's `model/`) or a
+    /// training run's folder (its latest checkpoint).
     #[arg(long)]
     supernet: Option<PathBuf>,
     #[arg(long, default_value = "sst2")]
@@ -232,16 +254,24 @@ pub struct EvalArgs {
     json: bool,
 }
 
-fn supernet_dir(explicit: Option<PathBuf>, task: Task) -> Result<PathBuf> {
+/// A trained supernet and its tokenizer: a Hugging Face directory (a finished run's `model/`), or
+/// a training run's folder, read from its latest checkpoint.
+pub fn load_supernet(explicit: Option<PathBuf>, task: Task) -> Result<(Supernet, PathBuf)> {
     let dir = explicit.unwrap_or_else(|| PathBuf::from(format!("runs/train-{task}-supernet/model")));
-    teacher::locate(Some(&dir), &cache_dir())
-        .with_context(|| "train the supernet with `canao train --phase supernet`, or pass --supernet")
+    let device = Device::flex();
+    if dir.join("checkpoint/model.bpk").is_file() && !dir.join("config.json").is_file() {
+        let net = Supernet::from_checkpoint(&dir.join("checkpoint"), &device)?;
+        return Ok((net, dir.join("tokenizer.json")));
+    }
+    let dir = teacher::locate(Some(&dir), &cache_dir())
+        .with_context(|| "train the supernet with `canao train --phase supernet`, or pass --supernet")?;
+    Ok((Supernet::from_pretrained(&dir, head(task), &device)?, dir.join("tokenizer.json")))
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
-    let dir = supernet_dir(args.supernet, args.task)?;
-    let net = Supernet::from_pretrained(&dir, head(args.task), &Device::flex())?;
-    let encoder = Encoder::from_file(&dir.join("tokenizer.json"), net.max.max_positions.min(128))?;
+    let shown = args.supernet.clone();
+    let (net, tokenizer) = load_supernet(args.supernet, args.task)?;
+    let encoder = Encoder::from_file(&tokenizer, net.max.max_positions.min(128))?;
     let data_dir = data::data_dir(args.data.as_deref())?;
     let dev = encoder.encode(&data::load(args.task, &data_dir, Split::Dev)?)?;
     let archs: Vec<Arch> = args.arch.iter().map(|a| parse_arch(a, None)).collect::<Result<_>>()?;
@@ -258,7 +288,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     println!("{} archs on {} {} dev examples in {seconds:.2} s: {rate:.2} archs/s", archs.len(), dev.len(), args.task);
     if args.json {
         print_json(
-            &json!({"supernet": dir.display().to_string(), "task": args.task.to_string(), "examples": dev.len(), "results": rows, "seconds": seconds, "archs_per_s": rate}),
+            &json!({"supernet": shown.map(|d| d.display().to_string()), "task": args.task.to_string(), "examples": dev.len(), "results": rows, "seconds": seconds, "archs_per_s": rate}),
         );
     }
     Ok(())
@@ -276,7 +306,8 @@ pub struct ExportArgs {
     /// Output directory (replaced as a whole).
     #[arg(long)]
     out: PathBuf,
-    /// The trained supernet (default: phase two's `model/`).
+    /// The trained supernet: a Hugging Face directory (default: phase two's `model/`) or a
+    /// training run's folder (its latest checkpoint).
     #[arg(long)]
     supernet: Option<PathBuf>,
     #[arg(long, default_value = "sst2")]
@@ -284,10 +315,9 @@ pub struct ExportArgs {
 }
 
 pub fn export_cmd(args: ExportArgs) -> Result<()> {
-    let dir = supernet_dir(args.supernet, args.task)?;
-    let net = Supernet::from_pretrained(&dir, head(args.task), &Device::flex())?;
+    let (net, tokenizer) = load_supernet(args.supernet, args.task)?;
     let arch = parse_arch(&args.arch, None)?;
-    export(&net, &arch, &dir.join("tokenizer.json"), &args.out)?;
+    export(&net, &arch, &tokenizer, &args.out)?;
     println!("exported {arch} to {}", args.out.display());
     Ok(())
 }
