@@ -3,14 +3,13 @@
 //! subnet" state. A subnet of width `h` uses the first `h` hidden dims of every table and matrix,
 //! the first `heads` heads and the first `ffn` neurons of each of its layers, and the first `L`
 //! layers (as Once-for-All keeps the first blocks: shared layer `l` then always sees inputs of the
-//! same depth, and a shallower subnet is a prefix of a deeper one). Importance reordering
-//! ([`Supernet::reorder`]) puts the heads and neurons that matter most first.
+//! same depth, and a shallower subnet is a prefix of a deeper one).
 
 use std::path::Path;
 
 use arch::hf::HfConfig;
 use arch::{Arch, TaskHead};
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::{gelu, softmax, tanh};
@@ -345,33 +344,6 @@ impl Supernet {
             None => y,
         }
     }
-
-    /// Reorders each layer's heads and FFN neurons by `importance` (per layer: one score per
-    /// head, one per neuron; higher first), so that narrower subnets keep the ones that matter
-    /// most (DynaBERT). The function of the full network is unchanged.
-    pub fn reorder(self, heads: &[Vec<f32>], neurons: &[Vec<f32>]) -> Supernet {
-        let hd = self.max.head_dim;
-        let order = |scores: &[f32]| {
-            let mut idx: Vec<usize> = (0..scores.len()).collect();
-            idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-            idx
-        };
-        let mut net = self;
-        let device = net.device();
-        for (l, layer) in net.encoder.layer.iter_mut().enumerate() {
-            let head_order = order(&heads[l]);
-            let cols: Vec<i64> = head_order.iter().flat_map(|&hh| (hh * hd..(hh + 1) * hd).map(|c| c as i64)).collect();
-            let sa = &mut layer.attention.self_attn;
-            for lin in [&mut sa.query, &mut sa.key, &mut sa.value] {
-                permute_out(lin, &cols, &device);
-            }
-            permute_in(&mut layer.attention.output.dense, &cols, &device);
-            let neuron_order: Vec<i64> = order(&neurons[l]).into_iter().map(|c| c as i64).collect();
-            permute_out(&mut layer.intermediate.dense, &neuron_order, &device);
-            permute_in(&mut layer.output.dense, &neuron_order, &device);
-        }
-        net
-    }
 }
 
 /// `x · W[..inp, ..out] + b[..out]` (burn stores Linear weights as `[in, out]`).
@@ -382,24 +354,4 @@ fn sliced(lin: &Linear, x: Tensor<2>, inp: usize, out: usize) -> Tensor<2> {
         Some(b) => y + b.val().narrow(0, 0, out).unsqueeze::<2>(),
         None => y,
     }
-}
-
-fn reparam<const D: usize>(p: &mut Param<Tensor<D>>, f: impl FnOnce(Tensor<D>) -> Tensor<D>) {
-    let value = f(p.val());
-    *p = Param::initialized(p.id, value.set_require_grad(p.is_require_grad()));
-}
-
-/// Permutes the output units of `lin` (columns of the weight, entries of the bias).
-fn permute_out(lin: &mut Linear, order: &[i64], device: &Device) {
-    let idx = Tensor::<1, Int>::from_data(TensorData::new(order.to_vec(), [order.len()]), device);
-    reparam(&mut lin.weight, |w| w.select(1, idx.clone()));
-    if let Some(b) = lin.bias.as_mut() {
-        reparam(b, |b| b.select(0, idx));
-    }
-}
-
-/// Permutes the input units of `lin` (rows of the weight).
-fn permute_in(lin: &mut Linear, order: &[i64], device: &Device) {
-    let idx = Tensor::<1, Int>::from_data(TensorData::new(order.to_vec(), [order.len()]), device);
-    reparam(&mut lin.weight, |w| w.select(0, idx));
 }
