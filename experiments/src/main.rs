@@ -36,6 +36,20 @@ enum Command {
     Export(cmd::train::ExportArgs),
 }
 
+/// Keeps freed tensor buffers in the process instead of returning them to the kernel: burn
+/// allocates and frees large activation and gradient buffers every training step, and glibc's
+/// defaults (mmap above 128 KiB or so, trim above 128 KiB) made every step page-fault and zero fresh pages
+/// (+21 % training tokens/s measured without them; BENCHMARKS.md).
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
 fn main() -> ExitCode {
     // Die quietly on a closed pipe (`canao … | head`) like other Unix tools, instead of panicking.
     #[cfg(unix)]
@@ -43,6 +57,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    tune_malloc();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
