@@ -395,3 +395,75 @@ fn train_eval_export_on_a_slice_then_bad_input_fails_cleanly() {
     assert!(!out.status.success() && err.contains("nowhere/glue/SST-2/train.tsv not found"), "{err}");
     assert!(!dir.join("run2").exists(), "a failed start leaves no run folder");
 }
+
+#[test]
+fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
+    let (Some(data), Some(_)) = (shared_data(), teacher_dir()) else { return };
+    let dir = std::env::temp_dir().join(format!("canao-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out");
+    let profile = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../latency/profiles/dev-epyc-2t.ron");
+    let file = dir.join("tiny.ron");
+    std::fs::write(
+        &file,
+        format!(
+            r#"Experiment(
+                name: "tiny", task: Sst2, data_dir: Some("{data}"), out: Some("{out}"),
+                space: Some(SearchSpace(layers: [1, 2], hidden: [128, 256], heads: [2, 4], ffn: [256, 512], head_dim: 32)),
+                teacher_training: TrainConfig(epochs: 1.0, batch_size: 16, limit: Some(32)),
+                supernet_training: TrainConfig(epochs: 1.0, batch_size: 16, limit: Some(32), sandwich: Some(Sandwich(random: 1))),
+                objectives: [Accuracy(), Latency(profile: "{profile}")],
+                search: (population: 4, generations: 1, seed: 3),
+            )"#,
+            data = data.display(),
+            out = out.display(),
+            profile = profile.display()
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", file.to_str().unwrap(), "--quiet", "--json"];
+        args.extend_from_slice(extra);
+        canao(&args)
+    };
+    let first = run(&[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let summary = last_json(&first);
+    assert_eq!(summary["teacher"]["step"], 2);
+    assert_eq!(summary["supernet"]["step"], 2);
+    let front = summary["search"]["front"].as_array().unwrap();
+    assert!(!front.is_empty());
+    let acc = front[0]["objectives"][0].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc), "accuracy objective {acc}");
+    for f in [
+        "experiment.ron",
+        "summary.json",
+        "teacher/model/model.safetensors",
+        "supernet/model/config.json",
+        "search/pareto.csv",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // A second run reuses both phases; --force supernet redoes it and the search.
+    let second = run(&[]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let stages = last_json(&second)["stages"].clone();
+    assert_eq!(stages[0]["reused"], true);
+    assert_eq!(stages[1]["reused"], true);
+    let forced = run(&["--force", "supernet"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let stages = last_json(&forced)["stages"].clone();
+    assert_eq!(
+        (stages[0]["reused"].clone(), stages[1]["reused"].clone()),
+        (serde_json::json!(true), serde_json::json!(false))
+    );
+
+    // Unknown fields are refused with the file and the field.
+    let bad = dir.join("bad.ron");
+    std::fs::write(&bad, std::fs::read_to_string(&file).unwrap().replace("task: Sst2,", "task: Sst2, epochz: 3,"))
+        .unwrap();
+    let out = canao(&["run", bad.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("bad.ron") && err.contains("epochz"), "{err}");
+}

@@ -4,5 +4,6 @@ pub mod bench;
 pub mod compile;
 pub mod infer;
 pub mod latency;
+pub mod run;
 pub mod search;
 pub mod train;

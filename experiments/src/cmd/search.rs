@@ -39,6 +39,10 @@ pub struct SearchExperiment {
     pub search: Nsga2Config,
     #[serde(default)]
     pub out: Option<PathBuf>,
+    /// Where the Accuracy objective reads its dev split (default: $CANAO_DATA, ./data,
+    /// ../shared/data).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// An objective (minimised).
@@ -55,7 +59,13 @@ pub enum Objective {
     PeakMemory,
     /// The task's dev metric (accuracy, Matthews or Pearson) with the weights the arch inherits
     /// from a trained supernet (a Hugging Face directory written by `canao train`), maximised.
-    Accuracy { supernet: PathBuf, task: Task },
+    /// In `canao run` experiments both fields default to the run's own supernet and task.
+    Accuracy {
+        #[serde(default)]
+        supernet: Option<PathBuf>,
+        #[serde(default)]
+        task: Option<Task>,
+    },
 }
 
 /// An upper limit.
@@ -85,10 +95,10 @@ struct AccuracyJudge {
 }
 
 impl AccuracyJudge {
-    fn load(dir: &Path, task: Task) -> Result<AccuracyJudge> {
+    fn load(dir: &Path, task: Task, data_dir: Option<&Path>) -> Result<AccuracyJudge> {
         let (net, tokenizer) = crate::cmd::train::load_supernet(Some(dir.to_path_buf()), task)?;
         let encoder = Encoder::from_file(&tokenizer, net.max.max_positions.min(128))?;
-        let data_dir = data::data_dir(None)?;
+        let data_dir = data::data_dir(data_dir)?;
         let dev = encoder.encode(&data::load(task, &data_dir, Split::Dev)?)?;
         Ok(AccuracyJudge { net, task, dev, pad: encoder.pad })
     }
@@ -119,7 +129,8 @@ impl CostEvaluator {
                     .ok_or_else(|| search::Error::evaluator(std::io::Error::other("no supernet loaded")))?;
                 let score = evaluate(&judge.net, arch, judge.task, &judge.dev, judge.pad, 128)
                     .map_err(search::Error::evaluator)?;
-                Ok(score.value)
+                // The search minimises: a maximised objective is reported negated, as Capacity is.
+                Ok(-score.value)
             }
         }
     }
@@ -182,8 +193,23 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::read_to_string(&args.experiment).with_context(|| format!("reading {}", args.experiment.display()))?;
     let experiment: SearchExperiment =
         ron::from_str(&text).with_context(|| format!("{}: not a search experiment", args.experiment.display()))?;
+    let summary = run_search(&experiment, &args.experiment, args.resume, !args.json)?;
+    if args.json {
+        print_json(&summary);
+    }
+    Ok(())
+}
+
+/// Runs (or, with `resume`, continues) the search of `experiment` (read from `origin`, named in
+/// errors); prints the front and returns the JSON summary.
+pub fn run_search(
+    experiment: &SearchExperiment,
+    origin: &Path,
+    resume: bool,
+    show_progress: bool,
+) -> Result<serde_json::Value> {
     if experiment.objectives.is_empty() {
-        bail!("{}: `objectives` is empty; name at least one", args.experiment.display());
+        bail!("{}: `objectives` is empty; name at least one", origin.display());
     }
     let space = experiment.space.clone().unwrap_or_default();
     let mut profiles = Vec::new();
@@ -203,11 +229,17 @@ pub fn run(args: Args) -> Result<()> {
             Objective::PeakMemory => (Measure::PeakMemory, ObjectiveSpec::new("peak_memory", "bytes", Sense::Minimise)),
             Objective::Accuracy { supernet, task } => {
                 if accuracy.is_some() {
-                    bail!("{}: name one Accuracy objective", args.experiment.display());
+                    bail!("{}: name one Accuracy objective", origin.display());
                 }
+                let (Some(supernet), Some(task)) = (supernet, task) else {
+                    bail!(
+                        "{}: the Accuracy objective needs `supernet` (a trained supernet) and `task`",
+                        origin.display()
+                    );
+                };
                 accuracy = Some(
-                    AccuracyJudge::load(supernet, *task)
-                        .with_context(|| format!("{}: the Accuracy objective", args.experiment.display()))?,
+                    AccuracyJudge::load(supernet, *task, experiment.data_dir.as_deref())
+                        .with_context(|| format!("{}: the Accuracy objective", origin.display()))?,
                 );
                 (
                     Measure::Accuracy,
@@ -231,7 +263,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let out = experiment.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&experiment.name));
     let checkpoint = out.join("search_state.ron");
-    let mut search = if args.resume && checkpoint.exists() {
+    let mut search = if resume && checkpoint.exists() {
         Nsga2::resume(space, evaluator, experiment.search.clone(), &checkpoint)
             .with_context(|| format!("resuming from {}", checkpoint.display()))?
     } else {
@@ -246,7 +278,7 @@ pub fn run(args: Args) -> Result<()> {
         Nsga2::new(space, evaluator, experiment.search.clone())?.with_checkpoint(&checkpoint)
     };
 
-    let bar = (!args.json).then(|| {
+    let bar = show_progress.then(|| {
         let bar = ProgressBar::new(experiment.search.generations as u64 + 1);
         bar.set_style(
             ProgressStyle::with_template("generation {pos}/{len} [{bar:30}] {msg} {elapsed_precise} eta {eta}")
@@ -295,8 +327,7 @@ pub fn run(args: Args) -> Result<()> {
             .collect();
         println!("  {:<44} {}", ind.arch.to_string(), values.join("  "));
     }
-    if args.json {
-        print_json(&json!({
+    Ok(json!({
             "name": experiment.name,
             "generations": last.as_ref().map(|r| r.generation),
             "evaluations": last.as_ref().map(|r| r.evaluations),
@@ -308,7 +339,5 @@ pub fn run(args: Args) -> Result<()> {
                 "objectives": specs.iter().zip(&i.evaluation.objectives).map(|(s, v)| s.natural(*v)).collect::<Vec<_>>(),
                 "feasible": i.evaluation.violation == 0.0,
             })).collect::<Vec<_>>(),
-        }));
-    }
-    Ok(())
+    }))
 }

@@ -96,8 +96,32 @@ pub fn head(task: Task) -> TaskHead {
     if task.is_regression() { TaskHead::Regression } else { TaskHead::Classification { labels: task.outputs() } }
 }
 
+/// One training phase, fully specified.
+pub struct PhaseRun {
+    pub phase: Phase,
+    pub config: TrainConfig,
+    /// The run folder (checkpoint, model, result.json).
+    pub out: PathBuf,
+    /// The model it starts from: the pretrained teacher (phase one) or the fine-tuned one.
+    pub start: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    pub resume: bool,
+    /// Stop after this many steps.
+    pub steps: Option<usize>,
+    pub quiet: bool,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Teacher => "teacher",
+            Phase::Supernet => "supernet",
+        }
+    }
+}
+
 pub fn train(args: TrainArgs) -> Result<()> {
-    let phase_name = if args.phase == Phase::Teacher { "teacher" } else { "supernet" };
+    let phase_name = args.phase.name();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/train-{}-{phase_name}", args.task)));
     let mut config = match &args.config {
         Some(path) => read_config(path)?,
@@ -116,12 +140,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if args.limit.is_some() {
         config.limit = args.limit;
     }
-    let start_dir = match args.phase {
+    let start = match args.phase {
         Phase::Teacher => teacher::locate(args.teacher.as_deref(), &cache_dir())?,
         Phase::Supernet => {
-            if config.sandwich.is_none() {
-                config.sandwich = Some(Sandwich::default());
-            }
             let from =
                 args.from.clone().unwrap_or_else(|| PathBuf::from(format!("runs/train-{}-teacher/model", args.task)));
             teacher::locate(Some(&from), &cache_dir()).with_context(
@@ -129,14 +150,42 @@ pub fn train(args: TrainArgs) -> Result<()> {
             )?
         }
     };
-    if args.phase == Phase::Teacher {
-        config.sandwich = None;
+    let run = PhaseRun {
+        phase: args.phase,
+        config,
+        out,
+        start,
+        data_dir: args.data.clone(),
+        resume: args.resume,
+        steps: args.steps,
+        quiet: args.quiet,
+    };
+    let result = run_phase(&run)?;
+    if args.json {
+        print_json(&result);
     }
-    let tokenizer = start_dir.join("tokenizer.json");
+    Ok(())
+}
+
+/// Runs (or continues) one phase; returns its result object (also written to `OUT/result.json`
+/// when the phase is done).
+pub fn run_phase(run: &PhaseRun) -> Result<serde_json::Value> {
+    let phase_name = run.phase.name();
+    let (out, task) = (&run.out, run.config.task);
+    let mut config = run.config.clone();
+    match run.phase {
+        Phase::Teacher => config.sandwich = None,
+        Phase::Supernet => {
+            if config.sandwich.is_none() {
+                config.sandwich = Some(Sandwich::default());
+            }
+        }
+    }
+    let tokenizer = run.start.join("tokenizer.json");
     let encoder = Encoder::from_file(&tokenizer, config.max_len)?;
-    let (train, dev) = load_task(args.task, args.data.as_deref(), &encoder)?;
+    let (train, dev) = load_task(task, run.data_dir.as_deref(), &encoder)?;
     let device = Device::flex().autodiff();
-    let model = Supernet::from_pretrained(&start_dir, head(args.task), &device)?;
+    let model = Supernet::from_pretrained(&run.start, head(task), &device)?;
     if encoder.vocab_size() != model.max.vocab_size {
         bail!(
             "{}: the tokenizer has {} tokens but the model's config.json says {}",
@@ -145,12 +194,12 @@ pub fn train(args: TrainArgs) -> Result<()> {
             model.max.vocab_size
         );
     }
-    let teacher_net = match args.phase {
+    let teacher_net = match run.phase {
         Phase::Teacher => None,
-        Phase::Supernet => Some(Supernet::from_pretrained(&start_dir, head(args.task), &Device::flex())?),
+        Phase::Supernet => Some(Supernet::from_pretrained(&run.start, head(task), &Device::flex())?),
     };
-    let mut trainer = if args.resume {
-        Trainer::resume(&out, model, teacher_net, train, dev, encoder.pad)?
+    let mut trainer = if run.resume {
+        Trainer::resume(out, model, teacher_net, train, dev, encoder.pad)?
     } else {
         if out.join("checkpoint").exists() {
             bail!(
@@ -158,23 +207,22 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 out.display()
             );
         }
-        Trainer::new(config, model, teacher_net, train, dev, encoder.pad, &out)?
+        Trainer::new(config, model, teacher_net, train, dev, encoder.pad, out)?
     };
     // The run keeps its tokenizer beside its checkpoints, so that they can be evaluated as they are.
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write_atomic(
         &out.join("tokenizer.json"),
         &std::fs::read(&tokenizer).with_context(|| format!("reading {}", tokenizer.display()))?,
     )?;
     eprintln!(
-        "{phase_name} phase on {}: {} steps from step {}, writing {}",
-        args.task,
+        "{phase_name} phase on {task}: {} steps from step {}, writing {}",
         trainer.progress.total_steps,
         trainer.progress.step,
         out.display()
     );
     let (started, first_step) = (Instant::now(), trainer.progress.step);
-    trainer.run(args.steps, args.quiet)?;
+    trainer.run(run.steps, run.quiet)?;
     let seconds = started.elapsed().as_secs_f64();
     let log = &trainer.progress.log;
     // Throughput: whole windows of RATE_WINDOW steps, the first of this invocation (warm-up) left out.
@@ -187,8 +235,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let dev = log.iter().rev().find_map(|e| e.dev);
     let mut result = json!({
         "phase": phase_name,
-        "task": args.task.to_string(),
-        "metric": args.task.metric_name(),
+        "task": task.to_string(),
+        "metric": task.metric_name(),
         "dev": dev,
         "step": trainer.progress.step,
         "steps": trainer.progress.total_steps,
@@ -204,7 +252,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         write_atomic(&out.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
         println!(
             "{phase_name} trained: dev {} {} — model in {}",
-            args.task.metric_name(),
+            task.metric_name(),
             dev.map_or("?".into(), |d| format!("{d:.4}")),
             out.join("model").display()
         );
@@ -216,10 +264,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
             result["median_tokens_per_s"].as_f64().unwrap_or(0.0)
         );
     }
-    if args.json {
-        print_json(&result);
-    }
-    Ok(())
+    Ok(result)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
