@@ -172,6 +172,14 @@ pub fn run(args: Args) -> Result<()> {
     let resume = Stage::Search.dir(&out).join("search_state.ron").is_file();
     let front = run_search(&search, origin, resume, !args.quiet)?;
     stages.push(json!({"stage": "search", "resumed": resume, "seconds": t.elapsed().as_secs_f64()}));
+    let teacher_dev = results.get("teacher").and_then(|r| r["dev"].as_f64());
+    let chosen = export_chosen(
+        &front,
+        teacher_dev,
+        experiment.task,
+        &Stage::Supernet.dir(&out).join("model"),
+        &out.join("export"),
+    )?;
 
     let summary = json!({
         "name": experiment.name,
@@ -183,6 +191,7 @@ pub fn run(args: Args) -> Result<()> {
         "teacher": results.get("teacher"),
         "supernet": results.get("supernet"),
         "search": front,
+        "exported": chosen,
     });
     write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     if let Some(note) = &experiment.note {
@@ -193,4 +202,71 @@ pub fn run(args: Args) -> Result<()> {
         print_json(&summary);
     }
     Ok(())
+}
+
+/// Exports the chosen points of a front whose objectives include the dev score (`…_dev_…`) and a
+/// latency (`latency_ms…`): the most accurate, the fastest within one point of the teacher, and
+/// the knee (the point farthest from the line between the front's extremes, both axes scaled to
+/// [0, 1]). Returns what was written, with the command that runs each.
+fn export_chosen(
+    front: &serde_json::Value,
+    teacher_dev: Option<f64>,
+    task: Task,
+    supernet: &Path,
+    dir: &Path,
+) -> Result<Vec<serde_json::Value>> {
+    let names: Vec<&str> = front["objectives"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+    let (Some(a), Some(l)) =
+        (names.iter().position(|n| n.contains("_dev_")), names.iter().position(|n| n.starts_with("latency_ms")))
+    else {
+        return Ok(vec![]);
+    };
+    // (arch, score, latency) of the feasible points.
+    let points: Vec<(String, f64, f64)> = front["front"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["feasible"].as_bool() == Some(true))
+        .filter_map(|p| {
+            let o = p["objectives"].as_array()?;
+            Some((p["arch"].as_str()?.to_string(), o.get(a)?.as_f64()?, o.get(l)?.as_f64()?))
+        })
+        .collect();
+    if points.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut picks: Vec<(&str, &(String, f64, f64))> = Vec::new();
+    if let Some(best) = points.iter().max_by(|x, y| x.1.total_cmp(&y.1)) {
+        picks.push(("most-accurate", best));
+    }
+    if let Some(t) = teacher_dev
+        && let Some(fast) = points.iter().filter(|p| p.1 >= t - 0.01).min_by(|x, y| x.2.total_cmp(&y.2))
+    {
+        picks.push(("fastest-within-1pt", fast));
+    }
+    let (lo_a, hi_a) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let (lo_l, hi_l) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.2), hi.max(p.2)));
+    let scaled =
+        |p: &(String, f64, f64)| ((p.2 - lo_l) / (hi_l - lo_l).max(1e-12), (p.1 - lo_a) / (hi_a - lo_a).max(1e-12));
+    // The extremes are (0, 0) (fastest, least accurate) and (1, 1); distance to y = x.
+    if let Some(knee) = points.iter().max_by(|x, y| {
+        let d = |p: &(String, f64, f64)| {
+            let (x, y) = scaled(p);
+            y - x
+        };
+        d(x).total_cmp(&d(y))
+    }) {
+        picks.push(("knee", knee));
+    }
+    let (net, tokenizer) = crate::cmd::train::load_supernet(Some(supernet.to_path_buf()), task)?;
+    let mut written = Vec::new();
+    for (label, (arch_text, score, ms)) in picks {
+        let arch = crate::io::parse_arch(arch_text, None)?;
+        let out = dir.join(label);
+        supernet::export::export(&net, &arch, &tokenizer, &out)?;
+        let command = format!("canao infer --model {} --text \"a gorgeous, witty, seductive movie\"", out.display());
+        println!("{label}: {arch_text} ({} {score:.4}, {ms:.2} ms) → {}", task.metric_name(), out.display());
+        written.push(json!({"label": label, "arch": arch_text, "score": score, "latency_ms": ms, "dir": out.display().to_string(), "run": command}));
+    }
+    Ok(written)
 }
