@@ -171,12 +171,13 @@ impl Supernet {
                 message: "a supernet starts from a uniform model".into(),
             });
         }
+        // The checkpoint's head is kept when it is the task's; otherwise a fresh one is made.
+        let same_head = max.task == task && task != TaskHead::Embedding;
         max.task = task;
         let weights = dir.join("model.safetensors");
         if !weights.is_file() {
             return Err(ModelError::Load { path: weights, message: "not found".into() });
         }
-        let same_head = config.has_classifier() && config.num_labels == Some(task.output_width(max.hidden));
         let mut net = Supernet::init(&max, config.layer_norm_eps, device)?;
         net.load(SafetensorsStore::from_file(&weights), same_head, &weights)?;
         Ok(net)
@@ -220,6 +221,10 @@ impl Supernet {
             .with_key_remapping(r"LayerNorm", "layer_norm")
             .allow_partial(true)
             .validate(true);
+        if !with_head {
+            // A head of another task (or width) is not loaded: the new head starts fresh.
+            store = store.with_key_remapping(r"^classifier\.", "replaced_head.");
+        }
         let result = self.load_from(&mut store).map_err(|e| err(e.to_string()))?;
         if !result.errors.is_empty() {
             return Err(err(format!("{:?}", result.errors)));
