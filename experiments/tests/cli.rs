@@ -459,6 +459,30 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
         (serde_json::json!(true), serde_json::json!(false))
     );
 
+    // A changed training config is not silently reused.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("sandwich: Some(Sandwich(random: 1))", "sandwich: Some(Sandwich(random: 2))"))
+        .unwrap();
+    let changed = run(&[]);
+    let err = stderr(&changed);
+    assert!(
+        !changed.status.success() && err.contains("supernet_training") && err.contains("--force supernet"),
+        "{err}"
+    );
+    std::fs::write(&file, &text).unwrap();
+    // Export never replaces an unrelated folder.
+    let out2 = canao(&[
+        "export",
+        "--supernet",
+        out.join("supernet").to_str().unwrap(),
+        "--arch",
+        "L1-H128-A2-F256-D32",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!out2.status.success() && stderr(&out2).contains("not an earlier export"), "{}", stderr(&out2));
+    assert!(file.is_file());
+
     // Unknown fields are refused with the file and the field.
     let bad = dir.join("bad.ron");
     std::fs::write(&bad, std::fs::read_to_string(&file).unwrap().replace("task: Sst2,", "task: Sst2, epochz: 3,"))

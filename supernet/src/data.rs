@@ -176,7 +176,9 @@ pub fn load(task: Task, data_dir: &Path, split: Split) -> Result<Vec<Example>, D
         Ok(text) => text,
         Err(e) if task == Task::Trec => e.into_bytes().iter().map(|&b| b as char).collect(),
         Err(e) => {
-            return Err(DataError::Row { path, line: 0, what: format!("not UTF-8: {e}") });
+            let valid = e.utf8_error().valid_up_to();
+            let line = e.as_bytes()[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
+            return Err(DataError::Row { path, line, what: format!("not UTF-8: {}", e.utf8_error()) });
         }
     };
     let row_err = |line: usize, what: String| DataError::Row { path: path.clone(), line, what };
@@ -324,6 +326,9 @@ mod tests {
         write(&dir, "glue/STS-B/dev.tsv", "sentence1\tsentence2\tscore\na\tb\tlots\n");
         let e = load(Task::Stsb, &dir, Split::Dev).expect_err("score").to_string();
         assert!(e.contains(":2: score `lots` is not a number"), "{e}");
+        std::fs::write(dir.join("glue/SST-2/dev.tsv"), b"sentence\tlabel\nfine\t1\nbad \xff byte\t0\n").expect("write");
+        let e = load(Task::Sst2, &dir, Split::Dev).expect_err("utf-8").to_string();
+        assert!(e.contains("dev.tsv:3: not UTF-8"), "{e}");
         let e = load(Task::Cola, &dir, Split::Train).expect_err("missing").to_string();
         assert!(e.contains("CoLA/train.tsv not found"), "{e}");
     }

@@ -90,7 +90,7 @@ pub fn safetensors_bytes(tensors: &[Named]) -> Result<Vec<u8>, ModelError> {
     safetensors::serialize(views, None).map_err(|e| ModelError::Input(e.to_string()))
 }
 
-/// Writes `arch`'s subnet to `out` (created; replaced as a whole when it exists) through a
+/// Writes `arch`'s subnet to `out` (created; an earlier export there is replaced as a whole) through a
 /// temporary folder and a rename, copying `tokenizer` beside the weights.
 pub fn export(net: &Supernet, arch: &Arch, tokenizer: &Path, out: &Path) -> Result<(), ModelError> {
     let mut arch = arch.clone();
@@ -99,7 +99,18 @@ pub fn export(net: &Supernet, arch: &Arch, tokenizer: &Path, out: &Path) -> Resu
     let mut config = HfConfig::from_arch(&arch);
     config.layer_norm_eps = net.eps;
     let err = |path: &Path, e: std::io::Error| ModelError::Load { path: path.to_path_buf(), message: e.to_string() };
-    let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "export".into());
+    let refuse = |why: &str| ModelError::Load { path: out.to_path_buf(), message: why.into() };
+    let Some(name) = out.file_name().map(|n| n.to_string_lossy().to_string()) else {
+        return Err(refuse("not a folder name to export to"));
+    };
+    // Only an earlier export (or an empty folder) is replaced, never an unrelated folder.
+    if out.exists() {
+        let earlier = out.join("config.json").is_file() && out.join("model.safetensors").is_file();
+        let empty = std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !earlier && !empty {
+            return Err(refuse("exists and is not an earlier export: choose another folder"));
+        }
+    }
     let tmp = out.with_file_name(format!(".{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use arch::SearchSpace;
 use search::Nsga2Config;
 use serde::Deserialize;
@@ -101,10 +101,13 @@ pub fn run(args: Args) -> Result<()> {
     space.validate().with_context(|| format!("{}: `space`", origin.display()))?;
     let out = experiment.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&experiment.name));
     if let Some(first) = args.force.iter().min() {
-        for stage in Stage::ALL.iter().filter(|s| *s >= first) {
-            let dir = stage.dir(&out);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        // The stage, those after it, and what they produced.
+        let later = Stage::ALL.iter().filter(|s| *s >= first).map(|s| s.dir(&out));
+        for path in later.chain([out.join("export"), out.join("summary.json")]) {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+            } else if path.is_file() {
+                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
             }
         }
     }
@@ -114,7 +117,16 @@ pub fn run(args: Args) -> Result<()> {
     let mut stages = Vec::new();
 
     // Phases one and two: a finished phase leaves model/; an interrupted one, checkpoint/.
-    let teacher_start = teacher::locate(experiment.teacher.as_deref(), &cache_dir())?;
+    let finished = |stage: Stage| {
+        let dir = stage.dir(&out);
+        dir.join("result.json").is_file() && dir.join("model/model.safetensors").is_file()
+    };
+    // The pretrained teacher is needed (and fetched) only when phase one has to run.
+    let teacher_start = if finished(Stage::Teacher) {
+        PathBuf::new()
+    } else {
+        teacher::locate(experiment.teacher.as_deref(), &cache_dir())?
+    };
     let mut supernet_config = experiment.supernet_training.clone();
     supernet_config.sandwich.get_or_insert_with(Default::default).space = space.clone();
     let phases = [
@@ -124,12 +136,34 @@ pub fn run(args: Args) -> Result<()> {
     let mut results = serde_json::Map::new();
     for (stage, phase, mut config, start) in phases {
         config.task = experiment.task;
+        if phase == Phase::Teacher {
+            config.sandwich = None;
+        }
         let dir = stage.dir(&out);
+        let differs = |path: &Path| -> Result<bool> {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let ran: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+            let ran = if ran.get("config").is_some() { ran["config"].clone() } else { ran };
+            Ok(ran != serde_json::to_value(&config)?)
+        };
+        let field = if phase == Phase::Teacher { "teacher_training" } else { "supernet_training" };
+        for record in [dir.join("result.json"), dir.join("checkpoint/config.json")] {
+            if record.is_file() && differs(&record)? {
+                bail!(
+                    "{}: `{field}` differs from the config {} ran with: pass --force {} to redo it",
+                    origin.display(),
+                    dir.display(),
+                    phase.name()
+                );
+            }
+        }
         let t = Instant::now();
-        if dir.join("result.json").is_file() && dir.join("model/model.safetensors").is_file() {
+        if finished(stage) {
+            let text = std::fs::read_to_string(dir.join("result.json"))?;
+            let result: serde_json::Value = serde_json::from_str(&text)?;
             eprintln!("{}: done in an earlier run, reusing {}", phase.name(), dir.display());
-            let result = std::fs::read_to_string(dir.join("result.json"))?;
-            results.insert(phase.name().into(), serde_json::from_str(&result)?);
+            results.insert(phase.name().into(), result);
             stages.push(json!({"stage": phase.name(), "reused": true}));
             continue;
         }
@@ -229,7 +263,7 @@ fn export_chosen(
         .filter(|p| p["feasible"].as_bool() == Some(true))
         .filter_map(|p| {
             let o = p["objectives"].as_array()?;
-            Some((p["arch"].as_str()?.to_string(), o.get(a)?.as_f64()?, o.get(l)?.as_f64()?))
+            Some((p["arch_ron"].as_str()?.to_string(), o.get(a)?.as_f64()?, o.get(l)?.as_f64()?))
         })
         .collect();
     if points.is_empty() {
@@ -260,8 +294,9 @@ fn export_chosen(
     }
     let (net, tokenizer) = crate::cmd::train::load_supernet(Some(supernet.to_path_buf()), task)?;
     let mut written = Vec::new();
-    for (label, (arch_text, score, ms)) in picks {
-        let arch = crate::io::parse_arch(arch_text, None)?;
+    for (label, (arch_ron, score, ms)) in picks {
+        let arch = arch::Arch::parse(arch_ron)?;
+        let arch_text = arch.to_string();
         let out = dir.join(label);
         supernet::export::export(&net, &arch, &tokenizer, &out)?;
         let command = format!("canao infer --model {} --text \"a gorgeous, witty, seductive movie\"", out.display());

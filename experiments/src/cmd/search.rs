@@ -336,6 +336,8 @@ pub fn run_search(
             "objectives": specs.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
             "front": front.iter().map(|i| json!({
                 "arch": i.arch.to_string(),
+                // Every field, for tools that rebuild the arch (the compact form omits defaults).
+                "arch_ron": i.arch.to_ron(),
                 "objectives": specs.iter().zip(&i.evaluation.objectives).map(|(s, v)| s.natural(*v)).collect::<Vec<_>>(),
                 "feasible": i.evaluation.violation == 0.0,
             })).collect::<Vec<_>>(),
