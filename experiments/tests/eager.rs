@@ -7,7 +7,7 @@
 use arch::{Arch, TaskHead};
 use burn::tensor::Device;
 use compiler::{Batch, Tensor, Weights, reference, weight_specs};
-use supernet::{Keep, Supernet};
+use supernet::{Mode, Supernet};
 
 fn to_burn(max: &Arch, weights: &Weights, device: &Device) -> Supernet {
     let tensors = weights.names().map(|n| {
@@ -21,7 +21,7 @@ fn check(arch: &Arch, weights: &Weights, net: &Supernet) {
     let input = Batch::synthetic(arch, &[arch.seq_len, arch.seq_len / 2 + 1], 5);
     let want = reference::forward(arch, weights, &input, 1e-12).unwrap();
     let batch = supernet::Batch::unlabelled(input.ids.clone(), input.types.clone(), input.mask.clone(), arch.seq_len);
-    let got: Vec<f32> = net.forward(&batch, arch, Keep::default()).unwrap().logits.into_data().try_into_vec().unwrap();
+    let got: Vec<f32> = net.forward(&batch, arch, Mode::default()).unwrap().logits.into_data().try_into_vec().unwrap();
     let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(err <= 1e-4, "{arch}: burn eager differs from the reference by {err}");
 }

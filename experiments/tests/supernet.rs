@@ -9,7 +9,7 @@ use arch::{Arch, TaskHead};
 use burn::tensor::Device;
 use compiler::{Batch, CompileOptions, Weights, compile, reference};
 use supernet::export::export;
-use supernet::{Encoder, Keep, Supernet, teacher};
+use supernet::{Encoder, Mode, Supernet, teacher};
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -35,7 +35,7 @@ fn the_loaded_teacher_embeds_like_the_reference_and_knows_paraphrases() {
         .collect();
     let batch = supernet::Batch::new(&encoder.encode(&examples).unwrap(), vec![0, 1, 2], encoder.pad);
     let got: Vec<f32> =
-        net.forward(&batch, &net.max, Keep::default()).unwrap().logits.into_data().try_into_vec().unwrap();
+        net.forward(&batch, &net.max, Mode::default()).unwrap().logits.into_data().try_into_vec().unwrap();
 
     let config = HfConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let arch = config.to_arch(batch.seq).unwrap();
@@ -81,7 +81,7 @@ fn an_exported_subnet_compiles_to_the_supernets_logits() {
         let batch =
             supernet::Batch::unlabelled(input.ids.clone(), input.types.clone(), input.mask.clone(), arch.seq_len);
         let logits: Vec<f32> =
-            net.forward(&batch, &arch, Keep::default()).unwrap().logits.into_data().try_into_vec().unwrap();
+            net.forward(&batch, &arch, Mode::default()).unwrap().logits.into_data().try_into_vec().unwrap();
         let diff = max_diff(&compiled, &logits);
         assert!(diff <= 1e-4, "{text}: the compiled export differs from the supernet by {diff}");
     }

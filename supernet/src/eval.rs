@@ -5,7 +5,7 @@ use arch::Arch;
 use serde::Serialize;
 
 use crate::data::{Label, Task};
-use crate::model::{Keep, ModelError, Supernet};
+use crate::model::{Mode, ModelError, Supernet};
 use crate::tokens::{Batch, Encoded, plan};
 
 /// The scores of one arch on one split.
@@ -34,7 +34,7 @@ pub fn evaluate(
     let mut predictions = vec![0.0f64; examples.len()];
     for index in plan(examples, batch_size, None) {
         let batch = Batch::new(examples, index, pad);
-        let logits = net.forward(&batch, &arch, Keep::default())?.logits;
+        let logits = net.forward(&batch, &arch, Mode::default())?.logits;
         let [rows, width] = logits.dims();
         let values: Vec<f32> =
             logits.into_data().try_into_vec::<f32>().map_err(|e| ModelError::Input(format!("{e:?}")))?;

@@ -15,6 +15,6 @@ pub mod tokens;
 pub mod train;
 
 pub use data::{DataError, Example, Label, Split, Task};
-pub use model::{Keep, ModelError, Output, Supernet};
+pub use model::{Mode, ModelError, Output, Supernet};
 pub use tokens::{Batch, Encoded, Encoder, TokenError};
 pub use train::{Sandwich, TrainConfig, TrainError, Trainer};

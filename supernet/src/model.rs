@@ -14,6 +14,8 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::{gelu, softmax, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::tokens::Batch;
 
@@ -104,11 +106,42 @@ pub struct Output {
     pub attention: Vec<Tensor<4>>,
 }
 
-/// Which intermediate tensors a forward keeps.
+/// How a forward runs: which intermediate tensors it keeps, and its dropout.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Keep {
+pub struct Mode {
+    /// Keep the hidden state after each layer.
     pub hidden: bool,
+    /// Keep the attention probabilities of each layer.
     pub attention: bool,
+    /// Dropout probability where BERT applies it in training (the embeddings' output, attention
+    /// probabilities, both sublayers' outputs before their residual, the pooled state); 0 for
+    /// inference.
+    pub dropout: f64,
+    /// Seed of the dropout masks: the same seed, the same masks (a resumed run draws what the
+    /// uninterrupted one drew).
+    pub seed: u64,
+}
+
+/// Dropout with masks drawn from a seeded generator of its own, not from the backend's global
+/// one: reproducible whatever else runs in the process, and constants of the autodiff graph.
+struct Dropout {
+    p: f64,
+    rng: ChaCha8Rng,
+}
+
+impl Dropout {
+    /// Zeroes each entry with probability `p` and scales the rest by `1 / (1 - p)`.
+    fn apply<const D: usize>(&mut self, x: Tensor<D>) -> Tensor<D> {
+        if self.p <= 0.0 {
+            return x;
+        }
+        let shape = x.shape();
+        let (keep, scale) = (1.0 - self.p, (1.0 / (1.0 - self.p)) as f32);
+        let mask: Vec<f32> =
+            (0..shape.num_elements()).map(|_| if self.rng.random::<f64>() < keep { scale } else { 0.0 }).collect();
+        let mask = Tensor::<D>::from_data(TensorData::new(mask, shape), &x.device());
+        x * mask
+    }
 }
 
 fn linear(inp: usize, out: usize, device: &Device) -> Linear {
@@ -276,7 +309,7 @@ impl Supernet {
     }
 
     /// Runs `arch` on `batch` (any sequence length up to the positions the arch has).
-    pub fn forward(&self, batch: &Batch, arch: &Arch, keep: Keep) -> Result<Output, ModelError> {
+    pub fn forward(&self, batch: &Batch, arch: &Arch, mode: Mode) -> Result<Output, ModelError> {
         self.check(arch)?;
         let (rows, s, h) = (batch.rows, batch.seq, arch.hidden);
         let tokens = rows * s;
@@ -296,7 +329,8 @@ impl Supernet {
         let x = table(&e.word_embeddings, batch.ids.iter().map(|&i| i64::from(i)).collect())
             + table(&e.position_embeddings, (0..tokens).map(|t| (t % s) as i64).collect())
             + table(&e.token_type_embeddings, batch.types.iter().map(|&t| i64::from(t)).collect());
-        let mut x = self.norm(x, &e.layer_norm, h);
+        let mut drop = Dropout { p: mode.dropout, rng: ChaCha8Rng::seed_from_u64(mode.seed) };
+        let mut x = drop.apply(self.norm(x, &e.layer_norm, h));
 
         let mask = Tensor::<2>::from_data(TensorData::new(batch.mask.clone(), [rows, s]), &d);
         // Hugging Face's additive mask: a large negative bias on padded keys.
@@ -312,16 +346,16 @@ impl Supernet {
             let v = split(sliced(&sa.value, x.clone(), h, a));
             let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()) + bias.clone();
             let probs = softmax(scores, 3);
-            if keep.attention {
+            if mode.attention {
                 out.attention.push(probs.clone());
             }
-            let ctx = probs.matmul(v).swap_dims(1, 2).reshape([tokens, a]);
+            let ctx = drop.apply(probs).matmul(v).swap_dims(1, 2).reshape([tokens, a]);
             let ao = &layer.attention.output;
-            let attn = self.norm(sliced(&ao.dense, ctx, a, h) + x, &ao.layer_norm, h);
+            let attn = self.norm(drop.apply(sliced(&ao.dense, ctx, a, h)) + x, &ao.layer_norm, h);
             let inter = gelu(sliced(&layer.intermediate.dense, attn.clone(), h, f));
             let o = &layer.output;
-            x = self.norm(sliced(&o.dense, inter, f, h) + attn, &o.layer_norm, h);
-            if keep.hidden {
+            x = self.norm(drop.apply(sliced(&o.dense, inter, f, h)) + attn, &o.layer_norm, h);
+            if mode.hidden {
                 out.hidden.push(x.clone());
             }
         }
@@ -333,7 +367,7 @@ impl Supernet {
             }
             _ => {
                 let first = x.reshape([rows, s, h]).narrow(1, 0, 1).reshape([rows, h]);
-                let pooled = tanh(sliced(&self.pooler.dense, first, h, h));
+                let pooled = drop.apply(tanh(sliced(&self.pooler.dense, first, h, h)));
                 sliced(&self.classifier, pooled, h, self.max.task.output_width(self.max.hidden))
             }
         };

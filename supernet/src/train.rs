@@ -25,7 +25,7 @@ use tracing::info_span;
 
 use crate::data::{Label, Task};
 use crate::eval::{Score, evaluate};
-use crate::model::{Keep, ModelError, Output, Supernet};
+use crate::model::{Mode, ModelError, Output, Supernet};
 use crate::tokens::{Batch, Encoded, plan};
 
 /// Errors of training.
@@ -98,6 +98,8 @@ pub struct TrainConfig {
     pub clip_norm: f32,
     /// Longest sequence in tokens (longer ones are truncated).
     pub max_len: usize,
+    /// Dropout of the trained model (BERT's 0.1); the teacher of phase two runs without.
+    pub dropout: f64,
     pub seed: u64,
     /// Steps between checkpoints (0: only at the end).
     pub checkpoint_every: usize,
@@ -121,6 +123,7 @@ impl Default for TrainConfig {
             weight_decay: 0.01,
             clip_norm: 1.0,
             max_len: 128,
+            dropout: 0.1,
             seed: 17,
             checkpoint_every: 500,
             eval_every: 0,
@@ -141,6 +144,9 @@ impl TrainConfig {
         }
         if self.lr.is_nan() || self.lr <= 0.0 || !(0.0..1.0).contains(&self.warmup) {
             return bad("`lr` must be > 0 and `warmup` in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("`dropout` must be in [0, 1)");
         }
         if self.max_len < 3 {
             return bad("`max_len` must be ≥ 3 (two special tokens and one word)");
@@ -407,8 +413,13 @@ impl Trainer {
     fn micro_step(&mut self, batch: &Batch) -> Result<(Vec<f64>, GradientsParams), TrainError> {
         let task = self.config.task;
         let share = 1.0 / self.config.accumulate as f64;
+        // Dropout masks are a function of the seed and the data position: a resumed run draws
+        // the same ones.
+        let position = ((self.progress.epoch as u64) << 32) | self.progress.batch as u64;
+        let seed = self.config.seed ^ position.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let train = Mode { dropout: self.config.dropout, seed, ..Mode::default() };
         let Some(sandwich) = self.config.sandwich.clone() else {
-            let out = self.model.forward(batch, &self.model.max, Keep::default())?;
+            let out = self.model.forward(batch, &self.model.max, train)?;
             let loss = task_loss(task, out.logits, &batch.labels);
             let value = scalar(&loss);
             return Ok((vec![value], GradientsParams::from_grads(loss.mul_scalar(share).backward(), &self.model)));
@@ -417,7 +428,11 @@ impl Trainer {
             TensorData::new(batch.mask.clone(), [batch.rows * batch.seq, 1]),
             &self.model.device(),
         );
-        let keep = Keep { hidden: sandwich.hidden_weight > 0.0, attention: sandwich.attention_weight > 0.0 };
+        let keep = Mode {
+            hidden: sandwich.hidden_weight > 0.0,
+            attention: sandwich.attention_weight > 0.0,
+            ..Mode::default()
+        };
         let teacher = self.teacher.as_ref().ok_or_else(|| TrainError::Config("no teacher".into()))?;
         // The teacher runs without autodiff: its outputs are constants of the students' losses.
         let target = teacher.forward(batch, &teacher.max, keep)?;
@@ -427,9 +442,10 @@ impl Trainer {
         }
         let mut accumulator = GradientsAccumulator::<Supernet>::new();
         let mut losses = Vec::with_capacity(archs.len());
-        for mut arch in archs {
+        for (i, mut arch) in archs.into_iter().enumerate() {
             arch.task = self.model.max.task;
-            let out = self.model.forward(batch, &arch, keep)?;
+            let mode = Mode { dropout: self.config.dropout, seed: seed.wrapping_add(i as u64), ..keep };
+            let out = self.model.forward(batch, &arch, mode)?;
             let loss = distill_loss(task, &sandwich, &arch, out, &target, &batch.labels, &mask);
             losses.push(scalar(&loss));
             accumulator

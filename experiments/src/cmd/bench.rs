@@ -23,7 +23,7 @@ pub struct Args {
     /// Minimum number of timed runs.
     #[arg(long, default_value_t = 20)]
     runs: usize,
-    /// Keep timing until this many seconds have passed (at most 2000 runs).
+    /// Mode timing until this many seconds have passed (at most 2000 runs).
     #[arg(long, default_value_t = 1.0)]
     min_secs: f64,
     /// Untimed warm-up runs.
@@ -78,7 +78,7 @@ fn time_eager(arch: &arch::Arch, weights: &Weights, input: &Batch, args: &Args) 
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
     pool.install(|| {
         let run = || -> Result<()> {
-            net.forward(&batch, arch, supernet::Keep::default())?.logits.into_data();
+            net.forward(&batch, arch, supernet::Mode::default())?.logits.into_data();
             Ok(())
         };
         run()?;
