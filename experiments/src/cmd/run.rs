@@ -305,3 +305,41 @@ fn export_chosen(
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn files(dir: &str) -> Vec<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "ron"))
+            .collect();
+        found.sort();
+        assert!(!found.is_empty(), "no files in {}", dir.display());
+        found
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn every_shipped_experiment_and_config_parses() {
+        for path in files(".") {
+            let e: Experiment = ron::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            e.search.validate(e.objectives.len()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        for path in files("searches") {
+            let e: SearchExperiment = ron::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            e.search.validate(e.objectives.len()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        for path in files("train") {
+            let _: TrainConfig = ron::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+}
