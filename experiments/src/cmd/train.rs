@@ -199,7 +199,14 @@ pub fn run_phase(run: &PhaseRun) -> Result<serde_json::Value> {
         Phase::Supernet => Some(Supernet::from_pretrained(&run.start, head(task), &Device::flex())?),
     };
     let mut trainer = if run.resume {
-        Trainer::resume(out, model, teacher_net, train, dev, encoder.pad)?
+        let trainer = Trainer::resume(out, model, teacher_net, train, dev, encoder.pad)?;
+        if trainer.config != config {
+            eprintln!(
+                "resuming with the training config the run started with (in {}/checkpoint/config.json)",
+                out.display()
+            );
+        }
+        trainer
     } else {
         if out.join("checkpoint").exists() {
             bail!(
