@@ -14,7 +14,7 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::{gelu, softmax, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::{Rng, SeedableRng};
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::tokens::Batch;
@@ -136,9 +136,12 @@ impl Dropout {
             return x;
         }
         let shape = x.shape();
-        let (keep, scale) = (1.0 - self.p, (1.0 / (1.0 - self.p)) as f32);
-        let mask: Vec<f32> =
-            (0..shape.num_elements()).map(|_| if self.rng.random::<f64>() < keep { scale } else { 0.0 }).collect();
+        let scale = (1.0 / (1.0 - self.p)) as f32;
+        // One 32-bit draw per entry, kept when below `(1 - p) · 2³²`.
+        let threshold = ((1.0 - self.p) * 4_294_967_296.0) as u64;
+        let mask: Vec<f32> = (0..shape.num_elements())
+            .map(|_| if u64::from(self.rng.next_u32()) < threshold { scale } else { 0.0 })
+            .collect();
         let mask = Tensor::<D>::from_data(TensorData::new(mask, shape), &x.device());
         x * mask
     }

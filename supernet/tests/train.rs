@@ -45,25 +45,27 @@ fn mean_loss(trainer: &Trainer, range: std::ops::Range<usize>, subnet: Option<us
 #[test]
 fn both_phases_learn_on_an_sst2_slice() {
     let Some((model_dir, encoder, train, dev)) = sst2(300) else { return };
-    // Phase one: fine-tune the pretrained teacher for 40 steps.
+    // Phase one: fine-tune the pretrained teacher for 60 steps (the new head drawn from a seeded
+    // generator, so that the run is the same every time).
+    Device::flex().seed(1);
     let device = Device::flex().autodiff();
     let net = Supernet::from_pretrained(&model_dir, SST2, &device).unwrap();
     let config = TrainConfig {
         epochs: 1.0,
         batch_size: 16,
         lr: 1e-4,
-        limit: Some(16 * 40),
+        limit: Some(16 * 60),
         checkpoint_every: 0,
         ..TrainConfig::default()
     };
     let dir = tmp("phase-one");
     let mut trainer = Trainer::new(config, net, None, train.clone(), dev.clone(), encoder.pad, &dir).unwrap();
     trainer.run(None, true).unwrap();
-    let (first, last) = (mean_loss(&trainer, 0..8, None), mean_loss(&trainer, 32..40, None));
+    let (first, last) = (mean_loss(&trainer, 0..8, None), mean_loss(&trainer, 52..60, None));
     let teacher_dev = trainer.progress.log.last().unwrap().dev.unwrap();
     eprintln!("phase one: loss {first:.3} → {last:.3}, dev accuracy {teacher_dev:.3}");
     assert!(last < first, "the loss should fall: {first} → {last}");
-    assert!(teacher_dev > 0.7, "dev accuracy after 40 steps should be clearly above chance: {teacher_dev}");
+    assert!(teacher_dev > 0.7, "dev accuracy after 60 steps should be clearly above chance: {teacher_dev}");
 
     // Phase two: distil into the sandwich's subnets for 40 steps.
     let teacher = trainer.model.valid();
@@ -89,7 +91,7 @@ fn both_phases_learn_on_an_sst2_slice() {
     };
     let dir = tmp("phase-two");
     let mut trainer =
-        Trainer::new(config, student, Some(teacher), train[16 * 40..].to_vec(), dev.clone(), encoder.pad, &dir)
+        Trainer::new(config, student, Some(teacher), train[16 * 60..].to_vec(), dev.clone(), encoder.pad, &dir)
             .unwrap();
     let valid = trainer.model.valid();
     let small_before = evaluate(&valid, &space.smallest(), Task::Sst2, &dev, encoder.pad, 128).unwrap().value;

@@ -184,6 +184,8 @@ pub fn run_phase(run: &PhaseRun) -> Result<serde_json::Value> {
     let tokenizer = run.start.join("tokenizer.json");
     let encoder = Encoder::from_file(&tokenizer, config.max_len)?;
     let (train, dev) = load_task(task, run.data_dir.as_deref(), &encoder)?;
+    // A fresh task head is drawn from burn's generator: seed it, so that a run is reproducible.
+    Device::flex().seed(config.seed);
     let device = Device::flex().autodiff();
     let model = Supernet::from_pretrained(&run.start, head(task), &device)?;
     if encoder.vocab_size() != model.max.vocab_size {
