@@ -3,7 +3,6 @@
 
 mod cmd;
 mod io;
-mod plot;
 
 use std::process::ExitCode;
 
@@ -31,6 +30,7 @@ enum Command {
     ValidateLatency(cmd::latency::ValidateArgs),
     Import(cmd::latency::ImportArgs),
     Search(cmd::search::Args),
+    Compare(cmd::compare::Args),
     Run(cmd::run::Args),
     Train(cmd::train::TrainArgs),
     Eval(cmd::train::EvalArgs),
@@ -73,6 +73,7 @@ fn main() -> ExitCode {
         Command::ValidateLatency(args) => cmd::latency::validate_cmd(args),
         Command::Import(args) => cmd::latency::import_cmd(args),
         Command::Search(args) => cmd::search::run(args),
+        Command::Compare(args) => cmd::compare::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Train(args) => cmd::train::train(args),
         Command::Eval(args) => cmd::train::eval(args),

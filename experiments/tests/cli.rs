@@ -442,9 +442,34 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
         "teacher/model/model.safetensors",
         "supernet/model/config.json",
         "search/pareto.csv",
+        "search/random_search.json",
+        "report/report.html",
+        "report/report.md",
+        "report/pareto.csv",
+        "report/pareto.svg",
+        "report/pareto.png",
+        "report/progress.svg",
+        "report/kernels.png",
+        "report/speedup.png",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    // The report holds every evaluated arch, the references scored or skipped with a reason, and
+    // a measured speed-up for each exported model.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report/report.json")).unwrap()).unwrap();
+    assert_eq!(report["points"].as_array().unwrap().len() as u64, summary["search"]["evaluations"].as_u64().unwrap());
+    let references = report["references"].as_array().unwrap();
+    let find = |label: &str| references.iter().find(|r| r["label"] == label).unwrap_or_else(|| panic!("{label}: {references:?}"));
+    assert!(find("BERT-Tiny size")["score"].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)));
+    assert!(find("BERT-Small size")["skipped"].as_str().unwrap().contains("hidden 512 > 384"));
+    assert!(find("teacher (fine-tuned)")["score"].as_f64().is_some());
+    let speedups = report["speedups"].as_array().unwrap();
+    assert_eq!(speedups.len(), summary["exported"].as_array().unwrap().len());
+    assert!(speedups.iter().all(|s| s["compiled_ms"].as_f64().unwrap() > 0.0 && s["eager_ms"].as_f64().unwrap() > 0.0));
+    let progress = &report["progress"];
+    assert_eq!(progress["nsga2"].as_array().unwrap().len(), report["points"].as_array().unwrap().len());
+    assert!(progress["random"].as_array().is_some_and(|r| !r.is_empty()));
     // A second run reuses both phases; --force supernet redoes it and the search.
     let second = run(&[]);
     assert!(second.status.success(), "{}", stderr(&second));

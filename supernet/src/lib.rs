@@ -10,6 +10,7 @@ pub mod data;
 pub mod eval;
 pub mod export;
 mod model;
+pub mod reorder;
 pub mod teacher;
 pub mod tokens;
 pub mod train;

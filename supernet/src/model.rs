@@ -156,24 +156,26 @@ fn dense_norm(inp: usize, out: usize, eps: f64, device: &Device) -> DenseNorm {
 }
 
 impl Supernet {
-    /// A randomly initialised supernet whose largest subnet is `max` (uniform) with its task head.
+    /// A randomly initialised supernet whose largest subnet is `max` with its task head. `max`
+    /// may have per-layer widths (a standalone per-layer model); layer `l` of a subnet is then at
+    /// most `max`'s layer `l`.
     pub fn init(max: &Arch, eps: f64, device: &Device) -> Result<Supernet, ModelError> {
         max.validate()?;
-        if !max.is_uniform() {
-            return Err(ModelError::Input(format!("the supernet's maximum must be uniform, got {max}")));
-        }
-        let (h, a, f) = (max.hidden, max.heads[0] * max.head_dim, max.ffn[0]);
-        let layer = || Layer {
-            attention: Attention {
-                self_attn: SelfAttention {
-                    query: linear(h, a, device),
-                    key: linear(h, a, device),
-                    value: linear(h, a, device),
+        let h = max.hidden;
+        let layer = |l: usize| {
+            let (a, f) = (max.heads[l] * max.head_dim, max.ffn[l]);
+            Layer {
+                attention: Attention {
+                    self_attn: SelfAttention {
+                        query: linear(h, a, device),
+                        key: linear(h, a, device),
+                        value: linear(h, a, device),
+                    },
+                    output: dense_norm(a, h, eps, device),
                 },
-                output: dense_norm(a, h, eps, device),
-            },
-            intermediate: Dense { dense: linear(h, f, device) },
-            output: dense_norm(f, h, eps, device),
+                intermediate: Dense { dense: linear(h, f, device) },
+                output: dense_norm(f, h, eps, device),
+            }
         };
         Ok(Supernet {
             embeddings: Embeddings {
@@ -182,7 +184,7 @@ impl Supernet {
                 token_type_embeddings: EmbeddingConfig::new(max.type_vocab_size, h).init(device),
                 layer_norm: LayerNormConfig::new(h).with_epsilon(eps).init(device),
             },
-            encoder: Encoder { layer: (0..max.layers).map(|_| layer()).collect() },
+            encoder: Encoder { layer: (0..max.layers).map(layer).collect() },
             pooler: Dense { dense: linear(h, h, device) },
             classifier: linear(h, max.task.output_width(h).max(1), device),
             max: max.clone(),
@@ -287,10 +289,10 @@ impl Supernet {
             Some(format!("hidden {} > {}", arch.hidden, m.hidden))
         } else if arch.head_dim != m.head_dim {
             Some(format!("head size {} ≠ {}", arch.head_dim, m.head_dim))
-        } else if let Some(l) = (0..arch.layers).find(|&l| arch.heads[l] > m.heads[0]) {
-            Some(format!("layer {l} has {} heads > {}", arch.heads[l], m.heads[0]))
-        } else if let Some(l) = (0..arch.layers).find(|&l| arch.ffn[l] > m.ffn[0]) {
-            Some(format!("layer {l} has FFN {} > {}", arch.ffn[l], m.ffn[0]))
+        } else if let Some(l) = (0..arch.layers).find(|&l| arch.heads[l] > m.heads[l]) {
+            Some(format!("layer {l} has {} heads > {}", arch.heads[l], m.heads[l]))
+        } else if let Some(l) = (0..arch.layers).find(|&l| arch.ffn[l] > m.ffn[l]) {
+            Some(format!("layer {l} has FFN {} > {}", arch.ffn[l], m.ffn[l]))
         } else if arch.vocab_size != m.vocab_size || arch.type_vocab_size != m.type_vocab_size {
             Some("vocabulary sizes differ".into())
         } else if arch.max_positions > m.max_positions {

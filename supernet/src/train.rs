@@ -61,6 +61,10 @@ pub struct Sandwich {
     /// probabilities against the teacher's last-layer probabilities of the same heads (as MiniLM
     /// distils the last layer), summed over keys, averaged over heads and real queries.
     pub attention_weight: f64,
+    /// Put the hidden dims, heads and FFN neurons of the starting model (and of the teacher) in
+    /// importance order before training, so that narrow subnets keep the most important ones
+    /// ([`crate::reorder`]). The full model is unchanged by it.
+    pub reorder: bool,
 }
 
 impl Default for Sandwich {
@@ -72,6 +76,7 @@ impl Default for Sandwich {
             hard_weight: 0.0,
             hidden_weight: 0.0,
             attention_weight: 0.0,
+            reorder: false,
         }
     }
 }

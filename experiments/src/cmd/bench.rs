@@ -46,55 +46,56 @@ pub struct Args {
     json: bool,
 }
 
-fn time(program: &mut Program, input: &Batch, args: &Args) -> Result<Timing> {
-    program.run(input)?;
+/// How long to time something: untimed warm-up runs, then at least `runs` timed runs and until
+/// `min_secs` have passed (at most 2000 runs).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub warmup: usize,
+    pub runs: usize,
+    pub min_secs: f64,
+}
+
+/// Times `run`, stopping at its first error.
+fn time_fallible<E>(mut run: impl FnMut() -> std::result::Result<(), E>, budget: Budget) -> std::result::Result<Timing, E> {
+    run()?;
     let mut failure = None;
     let timing = time_runs(
         || {
-            if let Err(e) = program.run(input) {
-                failure = Some(e);
+            if let Err(e) = run() {
+                failure.get_or_insert(e);
             }
         },
-        args.warmup,
-        args.runs,
-        args.min_secs,
+        budget.warmup,
+        budget.runs,
+        budget.min_secs,
         2000,
     );
-    match failure {
-        Some(e) => Err(e.into()),
-        None => Ok(timing),
-    }
+    failure.map_or(Ok(timing), Err)
+}
+
+/// The median latency of a compiled program on `input`.
+pub fn time_program(program: &mut Program, input: &Batch, budget: Budget) -> Result<Timing> {
+    Ok(time_fallible(|| program.run(input).map(drop), budget)?)
 }
 
 /// The same arch and weights as a burn eager forward (`supernet::Supernet` on the flex backend), run
-/// inside a pool of `--threads` threads.
-fn time_eager(arch: &arch::Arch, weights: &Weights, input: &Batch, args: &Args) -> Result<Timing> {
+/// inside a pool of `threads` threads.
+pub fn time_eager(arch: &arch::Arch, weights: &Weights, input: &Batch, threads: usize, budget: Budget) -> Result<Timing> {
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = weights
         .names()
         .filter_map(|n| weights.find(n).map(|t| (n.to_string(), t.shape.clone(), t.data.to_vec())))
         .collect();
     let net = supernet::Supernet::from_tensors(arch, 1e-12, tensors, &burn::tensor::Device::flex())?;
     let batch = supernet::Batch::unlabelled(input.ids.clone(), input.types.clone(), input.mask.clone(), arch.seq_len);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     pool.install(|| {
-        let run = || -> Result<()> {
-            net.forward(&batch, arch, supernet::Mode::default())?.logits.into_data();
-            Ok(())
-        };
-        run()?;
-        let mut failure = None;
-        let timing = time_runs(
-            || {
-                if let Err(e) = run() {
-                    failure = Some(e);
-                }
+        time_fallible(
+            || -> Result<()> {
+                net.forward(&batch, arch, supernet::Mode::default())?.logits.into_data();
+                Ok(())
             },
-            args.warmup,
-            args.runs,
-            args.min_secs,
-            2000,
-        );
-        failure.map_or(Ok(timing), Err)
+            budget,
+        )
     })
 }
 
@@ -102,6 +103,7 @@ pub fn run(args: Args) -> Result<()> {
     let arch = parse_arch(&args.target.arch, args.target.seq)?;
     let weights = Weights::random(&arch, 0);
     let input = Batch::synthetic(&arch, &vec![arch.seq_len; args.target.batch], 0);
+    let budget = Budget { warmup: args.warmup, runs: args.runs, min_secs: args.min_secs };
     let tuning = if args.no_tune { Tuning::Off } else { Tuning::Auto { cache_file: Some(tuning_cache()) } };
     let options = CompileOptions {
         batch: args.target.batch,
@@ -115,7 +117,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut program = compile(&arch, &weights, &options)?;
     let start = CpuSample::now();
-    let fused = time(&mut program, &input, &args)?;
+    let fused = time_program(&mut program, &input, budget)?;
     let flops = arch.flops(args.target.batch) as f64;
     let gflops = flops / (fused.median_ms * 1e-3) / 1e9;
     let unfused = if args.no_baseline {
@@ -123,10 +125,10 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         let options = CompileOptions { passes: PassSelection::None, ..options.clone() };
         let mut baseline = compile(&arch, &weights, &options)?;
-        Some(time(&mut baseline, &input, &args)?)
+        Some(time_program(&mut baseline, &input, budget)?)
     };
     let others_busy = start.and_then(|s| CpuSample::now().map(|e| e.others_busy_since(&s)));
-    let eager = if args.no_baseline { None } else { Some(time_eager(&arch, &weights, &input, &args)?) };
+    let eager = if args.no_baseline { None } else { Some(time_eager(&arch, &weights, &input, args.threads, budget)?) };
     let cpu = compiler::tune::cpu_signature();
     println!("arch        {arch}  seq {}  batch {}  threads {}", arch.seq_len, args.target.batch, args.threads);
     println!("machine     {cpu}");

@@ -243,7 +243,7 @@ pub fn validate_cmd(args: ValidateArgs) -> Result<()> {
         profile.device.threads,
         v.rows.len()
     );
-    write_atomic(&svg, crate::plot::scatter_svg(&title, &points)?.as_bytes())?;
+    write_atomic(&svg, reports::scatter_svg(&title, &points)?.as_bytes())?;
     println!(
         "{} held-out archs on {} ({} threads): RMSPE {:.2}% (kernel models alone {:.2}%), within ±5% {:.0}%, within ±10% {:.0}%, Spearman {:.4}",
         v.rows.len(),

@@ -12,7 +12,8 @@ use serde_json::json;
 use supernet::data::Task;
 use supernet::{TrainConfig, teacher};
 
-use crate::cmd::search::{Constraint, Objective, SearchExperiment, run_search};
+use crate::cmd::report::{Exported, Inputs, ReferenceModel, default_references, write_report};
+use crate::cmd::search::{Constraint, Objective, SearchExperiment, costs, run_search};
 use crate::cmd::train::{Phase, PhaseRun, run_phase};
 use crate::io::{cache_dir, print_json, write_atomic};
 
@@ -48,6 +49,19 @@ pub struct Experiment {
     /// Said with the results (for example, that the training budget is reduced).
     #[serde(default)]
     pub note: Option<String>,
+    /// Models the report scores and times the same way as the searched archs, as
+    /// `(label: "BERT-Tiny size", arch: "L2-H128-A2-F512")` (default: the BERT-Tiny, -Mini and
+    /// -Small sizes). The largest subnet and the fine-tuned teacher are always shown.
+    #[serde(default)]
+    pub references: Option<Vec<ReferenceModel>>,
+    /// Run random search with NSGA-II's budget and seed for the report's progress plot (default
+    /// true; it costs as many evaluations again).
+    #[serde(default = "yes")]
+    pub random_baseline: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A stage of `canao run`, in order.
@@ -75,7 +89,8 @@ impl Stage {
 ///
 /// Writes `runs/<name>/` (or the experiment's `out`): `experiment.ron` (the file as run),
 /// `teacher/` and `supernet/` (checkpoints, `model/`, `result.json`), `search/` (the resumable
-/// search state and `pareto.csv`) and `summary.json`. A stage that was interrupted resumes from
+/// search state and `pareto.csv`), `export/` (the chosen models), `report/` (report.html,
+/// report.md, plots, pareto.csv, report.json) and `summary.json`. A stage that was interrupted resumes from
 /// its checkpoint; a finished one is reused. `--force STAGE` redoes that stage and those after it.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -103,7 +118,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(first) = args.force.iter().min() {
         // The stage, those after it, and what they produced.
         let later = Stage::ALL.iter().filter(|s| *s >= first).map(|s| s.dir(&out));
-        for path in later.chain([out.join("export"), out.join("summary.json")]) {
+        for path in later.chain([out.join("export"), out.join("report"), out.join("summary.json")]) {
             if path.is_dir() {
                 std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
             } else if path.is_file() {
@@ -145,7 +160,10 @@ pub fn run(args: Args) -> Result<()> {
             let ran: serde_json::Value =
                 serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
             let ran = if ran.get("config").is_some() { ran["config"].clone() } else { ran };
-            Ok(ran != serde_json::to_value(&config)?)
+            // Parsed, so that fields added since (with their defaults) do not count as changes.
+            let ran: TrainConfig =
+                serde_json::from_value(ran).with_context(|| format!("{}: not a training config", path.display()))?;
+            Ok(ran != config)
         };
         let field = if phase == Phase::Teacher { "teacher_training" } else { "supernet_training" };
         for record in [dir.join("result.json"), dir.join("checkpoint/config.json")] {
@@ -204,16 +222,69 @@ pub fn run(args: Args) -> Result<()> {
         data_dir: experiment.data_dir.clone(),
     };
     let resume = Stage::Search.dir(&out).join("search_state.ron").is_file();
-    let front = run_search(&search, origin, resume, !args.quiet)?;
-    stages.push(json!({"stage": "search", "resumed": resume, "seconds": t.elapsed().as_secs_f64()}));
+    let costs = costs(&search, origin)?;
+    let searched = run_search(&search, &costs, resume, !args.quiet)?;
+    let search_seconds = t.elapsed().as_secs_f64();
+    stages.push(json!({"stage": "search", "resumed": resume, "seconds": search_seconds}));
     let teacher_dev = results.get("teacher").and_then(|r| r["dev"].as_f64());
     let chosen = export_chosen(
-        &front,
+        &searched.summary,
         teacher_dev,
         experiment.task,
         &Stage::Supernet.dir(&out).join("model"),
         &out.join("export"),
     )?;
+
+    // The report, on the first latency objective's device.
+    let t = Instant::now();
+    let profile = experiment.objectives.iter().find_map(|o| match o {
+        Objective::Latency { profile } => Some(profile.clone()),
+        _ => None,
+    });
+    let budget = experiment.constraints.iter().find_map(|c| match c {
+        Constraint::LatencyAtMost { profile: p, ms } if Some(p) == profile.as_ref() => Some(*ms),
+        _ => None,
+    });
+    let mut facts = Vec::new();
+    if let Some(dev) = teacher_dev {
+        facts.push(("teacher (fine-tuned) dev".to_string(), format!("{:.2} %", 100.0 * dev)));
+    }
+    if let Some(dev) = results.get("supernet").and_then(|r| r["dev"].as_f64()) {
+        facts.push(("largest subnet dev after supernet training".to_string(), format!("{:.2} %", 100.0 * dev)));
+    }
+    for stage in &stages {
+        let what = format!("{} stage", stage["stage"].as_str().unwrap_or("?"));
+        let how = match stage["seconds"].as_f64() {
+            Some(s) if stage["reused"].as_bool() != Some(true) => format!("{:.0} s in this run", s),
+            _ => "reused from an earlier run".to_string(),
+        };
+        facts.push((what, how));
+    }
+    facts.push(("archs evaluated by NSGA-II".into(), searched.trace.len().to_string()));
+    let references = experiment.references.clone().unwrap_or_else(default_references);
+    let written = write_report(
+        Inputs {
+            name: &experiment.name,
+            task: experiment.task,
+            note: experiment.note.as_deref(),
+            costs: &costs,
+            search: &searched,
+            exported: &chosen,
+            profile: profile.as_deref(),
+            latency_budget_ms: budget,
+            references: &references,
+            random_baseline: experiment.random_baseline,
+            seed: experiment.search.seed,
+            reference_point: experiment.search.reference_point.as_deref(),
+            teacher_dev,
+            facts,
+            search_dir: &Stage::Search.dir(&out),
+            quiet: args.quiet,
+        },
+        &out.join("report"),
+    )?;
+    stages.push(json!({"stage": "report", "seconds": t.elapsed().as_secs_f64()}));
+    let front = searched.summary;
 
     let summary = json!({
         "name": experiment.name,
@@ -226,12 +297,14 @@ pub fn run(args: Args) -> Result<()> {
         "supernet": results.get("supernet"),
         "search": front,
         "exported": chosen,
+        "report": written.dir.join("report.html").display().to_string(),
     });
     write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     if let Some(note) = &experiment.note {
         println!("note: {note}");
     }
     println!("{}: done in {:.0} s; results in {}", experiment.name, started.elapsed().as_secs_f64(), out.display());
+    println!("report: {}", written.dir.join("report.html").display());
     if args.json {
         print_json(&summary);
     }
@@ -248,7 +321,7 @@ fn export_chosen(
     task: Task,
     supernet: &Path,
     dir: &Path,
-) -> Result<Vec<serde_json::Value>> {
+) -> Result<Vec<Exported>> {
     let names: Vec<&str> = front["objectives"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
     let (Some(a), Some(l)) =
         (names.iter().position(|n| n.contains("_dev_")), names.iter().position(|n| n.starts_with("latency_ms")))
@@ -301,7 +374,7 @@ fn export_chosen(
         supernet::export::export(&net, &arch, &tokenizer, &out)?;
         let command = format!("canao infer --model {} --text \"a gorgeous, witty, seductive movie\"", out.display());
         println!("{label}: {arch_text} ({} {score:.4}, {ms:.2} ms) → {}", task.metric_name(), out.display());
-        written.push(json!({"label": label, "arch": arch_text, "score": score, "latency_ms": ms, "dir": out.display().to_string(), "run": command}));
+        written.push(Exported { label: label.into(), arch, arch_text, score: *score, latency_ms: *ms, dir: out, run: command });
     }
     Ok(written)
 }

@@ -105,7 +105,7 @@ impl AccuracyJudge {
 }
 
 /// The experiment's objectives and constraints over its profiles.
-struct CostEvaluator {
+pub struct CostEvaluator {
     accuracy: Option<AccuracyJudge>,
     predictors: Vec<Predictor<'static>>,
     objectives: Vec<(Measure, ObjectiveSpec)>,
@@ -113,6 +113,11 @@ struct CostEvaluator {
 }
 
 impl CostEvaluator {
+    /// Whether that supernet can score `arch` (always, without an Accuracy objective).
+    pub fn supernet_check(&self, arch: &Arch) -> Result<(), supernet::ModelError> {
+        self.accuracy.as_ref().map_or(Ok(()), |j| j.net.check(arch))
+    }
+
     fn measure(&self, m: Measure, arch: &Arch) -> Result<f64, search::Error> {
         match m {
             Measure::Latency(i) => self.predictors[i].predict_ms(arch).map_err(search::Error::evaluator),
@@ -193,21 +198,23 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::read_to_string(&args.experiment).with_context(|| format!("reading {}", args.experiment.display()))?;
     let experiment: SearchExperiment =
         ron::from_str(&text).with_context(|| format!("{}: not a search experiment", args.experiment.display()))?;
-    let summary = run_search(&experiment, &args.experiment, args.resume, !args.json)?;
+    let costs = costs(&experiment, &args.experiment)?;
+    let run = run_search(&experiment, &costs, args.resume, !args.json)?;
     if args.json {
-        print_json(&summary);
+        print_json(&run.summary);
     }
     Ok(())
 }
 
-/// Runs (or, with `resume`, continues) the search of `experiment` (read from `origin`, named in
-/// errors); prints the front and returns the JSON summary.
-pub fn run_search(
-    experiment: &SearchExperiment,
-    origin: &Path,
-    resume: bool,
-    show_progress: bool,
-) -> Result<serde_json::Value> {
+/// An experiment's space, and its objectives and constraints ready to evaluate archs.
+pub struct Costs {
+    pub space: SearchSpace,
+    pub evaluator: CostEvaluator,
+}
+
+/// Loads what `experiment`'s objectives and constraints need (profiles, the supernet and its dev
+/// split); `origin` is the file named in errors.
+pub fn costs(experiment: &SearchExperiment, origin: &Path) -> Result<Costs> {
     if experiment.objectives.is_empty() {
         bail!("{}: `objectives` is empty; name at least one", origin.display());
     }
@@ -261,6 +268,31 @@ pub fn run_search(
         objectives,
         constraints,
     };
+    Ok(Costs { space, evaluator })
+}
+
+/// A finished (or resumed to its end) search.
+pub struct SearchRun {
+    /// What `canao search --json` prints: the front and the search's counters.
+    pub summary: serde_json::Value,
+    pub specs: Vec<ObjectiveSpec>,
+    /// Every evaluated arch, in evaluation order.
+    pub trace: Vec<(Arch, Evaluation)>,
+    /// The final front.
+    pub front: Vec<Arch>,
+    /// Evaluations spent at the end of each generation.
+    pub generations: Vec<usize>,
+}
+
+/// Runs (or, with `resume`, continues) the search of `experiment` with `costs`; prints the front.
+pub fn run_search(
+    experiment: &SearchExperiment,
+    costs: &Costs,
+    resume: bool,
+    show_progress: bool,
+) -> Result<SearchRun> {
+    let space = costs.space.clone();
+    let evaluator = &costs.evaluator;
     let out = experiment.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&experiment.name));
     let checkpoint = out.join("search_state.ron");
     let mut search = if resume && checkpoint.exists() {
@@ -327,7 +359,7 @@ pub fn run_search(
             .collect();
         println!("  {:<44} {}", ind.arch.to_string(), values.join("  "));
     }
-    Ok(json!({
+    let summary = json!({
             "name": experiment.name,
             "generations": last.as_ref().map(|r| r.generation),
             "evaluations": last.as_ref().map(|r| r.evaluations),
@@ -341,5 +373,13 @@ pub fn run_search(
                 "objectives": specs.iter().zip(&i.evaluation.objectives).map(|(s, v)| s.natural(*v)).collect::<Vec<_>>(),
                 "feasible": i.evaluation.violation == 0.0,
             })).collect::<Vec<_>>(),
-    }))
+    });
+    let state = search.state();
+    Ok(SearchRun {
+        summary,
+        specs: specs.clone(),
+        trace: state.cache().entries().map(|(a, e)| (a.clone(), e.clone())).collect(),
+        front: front.iter().map(|i| i.arch.clone()).collect(),
+        generations: state.history().iter().map(|r| r.evaluations).collect(),
+    })
 }

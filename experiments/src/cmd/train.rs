@@ -196,10 +196,30 @@ pub fn run_phase(run: &PhaseRun) -> Result<serde_json::Value> {
             model.max.vocab_size
         );
     }
-    let teacher_net = match run.phase {
+    let mut teacher_net = match run.phase {
         Phase::Teacher => None,
         Phase::Supernet => Some(Supernet::from_pretrained(&run.start, head(task), &Device::flex())?),
     };
+    // Importance reordering, as the run was started: a resumed run's model comes from its
+    // checkpoint (already reordered); its teacher is reordered again, deterministically.
+    let started_with = if run.resume {
+        let path = out.join("checkpoint/config.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str::<TrainConfig>(&text).with_context(|| format!("reading {}", path.display()))?
+    } else {
+        config.clone()
+    };
+    let mut model = model;
+    if started_with.sandwich.as_ref().is_some_and(|s| s.reorder)
+        && let Some(teacher) = &teacher_net
+    {
+        let (sorted, order) = supernet::reorder::reorder(teacher, &Device::flex())?;
+        if !run.resume {
+            model = supernet::reorder::reorder(&model, &device)?.0;
+        }
+        teacher_net = Some(sorted);
+        tracing::info!(moved = !order.is_identity(), "importance reordering");
+    }
     let mut trainer = if run.resume {
         let trainer = Trainer::resume(out, model, teacher_net, train, dev, encoder.pad)?;
         if trainer.config != config {
@@ -303,6 +323,10 @@ pub struct EvalArgs {
     /// Examples per batch.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
+    /// Put the supernet's hidden dims, heads and FFN neurons in importance order first (as
+    /// supernet training with `reorder: true` starts): shows what reordering gives a model as it is.
+    #[arg(long)]
+    reorder: bool,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -324,7 +348,10 @@ pub fn load_supernet(explicit: Option<PathBuf>, task: Task) -> Result<(Supernet,
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     let shown = args.supernet.clone();
-    let (net, tokenizer) = load_supernet(args.supernet, args.task)?;
+    let (mut net, tokenizer) = load_supernet(args.supernet, args.task)?;
+    if args.reorder {
+        net = supernet::reorder::reorder(&net, &Device::flex())?.0;
+    }
     let encoder = Encoder::from_file(&tokenizer, net.max.max_positions.min(128))?;
     let data_dir = data::data_dir(args.data.as_deref())?;
     let dev = encoder.encode(&data::load(args.task, &data_dir, Split::Dev)?)?;
@@ -342,7 +369,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     println!("{} archs on {} {} dev examples in {seconds:.2} s: {rate:.2} archs/s", archs.len(), dev.len(), args.task);
     if args.json {
         print_json(
-            &json!({"supernet": shown.map(|d| d.display().to_string()), "task": args.task.to_string(), "examples": dev.len(), "results": rows, "seconds": seconds, "archs_per_s": rate}),
+            &json!({"supernet": shown.map(|d| d.display().to_string()), "reordered": args.reorder, "task": args.task.to_string(), "examples": dev.len(), "results": rows, "seconds": seconds, "archs_per_s": rate}),
         );
     }
     Ok(())
