@@ -413,12 +413,13 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
                 space: Some(SearchSpace(layers: [1, 2], hidden: [128, 256], heads: [2, 4], ffn: [256, 512], head_dim: 32)),
                 teacher_training: TrainConfig(epochs: 1.0, batch_size: 16, limit: Some(32)),
                 supernet_training: TrainConfig(epochs: 1.0, batch_size: 16, limit: Some(32), sandwich: Some(Sandwich(random: 1))),
-                objectives: [Accuracy(), Latency(profile: "{profile}")],
+                objectives: [Accuracy(), Latency(profile: "{profile}"), Latency(profile: "{profile1}")],
                 search: (population: 4, generations: 1, seed: 3),
             )"#,
             data = data.display(),
             out = out.display(),
-            profile = profile.display()
+            profile = profile.display(),
+            profile1 = profile.with_file_name("dev-epyc-1t.ron").display()
         ),
     )
     .unwrap();
@@ -448,6 +449,7 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
         "report/pareto.csv",
         "report/pareto.svg",
         "report/pareto.png",
+        "report/pareto-dev-epyc-2vcpu__1_thread.svg",
         "report/progress.svg",
         "report/kernels.png",
         "report/speedup.png",
@@ -467,6 +469,10 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
     let speedups = report["speedups"].as_array().unwrap();
     assert_eq!(speedups.len(), summary["exported"].as_array().unwrap().len());
     assert!(speedups.iter().all(|s| s["compiled_ms"].as_f64().unwrap() > 0.0 && s["eager_ms"].as_f64().unwrap() > 0.0));
+    // A front per device: the 2-thread and the 1-thread profiles.
+    let devices: Vec<&str> = report["devices"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(devices, ["dev-epyc-2vcpu, 2 threads", "dev-epyc-2vcpu, 1 thread"]);
+    assert!(report["points"].as_array().unwrap().iter().all(|p| p["latency_ms"].as_array().unwrap().len() == 2));
     let progress = &report["progress"];
     assert_eq!(progress["nsga2"].as_array().unwrap().len(), report["points"].as_array().unwrap().len());
     assert!(progress["random"].as_array().is_some_and(|r| !r.is_empty()));

@@ -41,17 +41,27 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_
     move |source| Error::Io { path: path.to_path_buf(), source }
 }
 
-/// One evaluated arch, on the report's latency axis.
+/// A device the report shows a front for: one latency objective of the search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub name: String,
+    /// The latency constraint on this device, drawn on its Pareto plot.
+    pub latency_budget_ms: Option<f64>,
+}
+
+/// One evaluated arch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     pub arch: String,
     /// The task's dev metric in [0, 1] (accuracy, Matthews or Pearson).
     pub score: f64,
-    pub latency_ms: f64,
+    /// Predicted latency on each device of [`Report::devices`], in order.
+    pub latency_ms: Vec<f64>,
     /// Within every constraint.
     pub feasible: bool,
-    /// On the search's final Pareto front.
-    pub front: bool,
+    /// On each device's front: not dominated in (score, latency on that device) by another
+    /// feasible arch.
+    pub front: Vec<bool>,
 }
 
 /// A reference model, scored the same way as the searched archs (or why it could not be).
@@ -61,7 +71,8 @@ pub struct Reference {
     pub label: String,
     pub arch: String,
     pub score: Option<f64>,
-    pub latency_ms: Option<f64>,
+    /// Per device, as [`Point::latency_ms`]; empty when skipped.
+    pub latency_ms: Vec<f64>,
     /// Why it has no point: for example, wider than the supernet.
     pub skipped: Option<String>,
 }
@@ -73,7 +84,8 @@ pub struct Chosen {
     pub label: String,
     pub arch: String,
     pub score: f64,
-    pub latency_ms: f64,
+    /// Per device, as [`Point::latency_ms`].
+    pub latency_ms: Vec<f64>,
     /// Where the exported checkpoint is.
     pub dir: String,
     /// The command that runs it.
@@ -143,12 +155,11 @@ pub struct Report {
     pub task: String,
     /// Name of the dev metric (`accuracy`, `matthews`, `pearson`).
     pub metric: String,
-    /// The device of the latency axis.
-    pub device: String,
+    /// The devices of the search's latency objectives: one Pareto plot each. The first is the
+    /// one the exports were chosen, broken down and measured on.
+    pub devices: Vec<Device>,
     /// Said at the top (for example, that the training budget is reduced).
     pub note: Option<String>,
-    /// The latency constraint, drawn on the Pareto plot.
-    pub latency_budget_ms: Option<f64>,
     /// Every arch the search evaluated.
     pub points: Vec<Point>,
     pub references: Vec<Reference>,
@@ -177,15 +188,30 @@ impl Report {
         let finite = |what: &str, arch: &str, v: f64| {
             if v.is_finite() { Ok(()) } else { Err(Error::Invalid(format!("{what} of {arch} is {v}"))) }
         };
-        for p in &self.points {
-            finite("score", &p.arch, p.score)?;
-            finite("latency", &p.arch, p.latency_ms)?;
-            if p.latency_ms <= 0.0 {
-                return Err(Error::Invalid(format!("latency of {} is {} ms", p.arch, p.latency_ms)));
-            }
+        if self.devices.is_empty() {
+            return Err(Error::Invalid("no device to show latency on".into()));
         }
         if self.points.is_empty() {
             return Err(Error::Invalid("no evaluated archs to report".into()));
+        }
+        let n = self.devices.len();
+        let latencies = self.points.iter().map(|p| (&p.arch, &p.latency_ms)).chain(self.chosen.iter().map(|c| (&c.arch, &c.latency_ms)));
+        for (arch, latency) in latencies.chain(self.references.iter().filter(|r| r.skipped.is_none()).map(|r| (&r.arch, &r.latency_ms))) {
+            if latency.len() != n {
+                return Err(Error::Invalid(format!("{arch} has {} latencies for {n} devices", latency.len())));
+            }
+            for &ms in latency {
+                finite("latency", arch, ms)?;
+                if ms <= 0.0 {
+                    return Err(Error::Invalid(format!("latency of {arch} is {ms} ms")));
+                }
+            }
+        }
+        for p in &self.points {
+            finite("score", &p.arch, p.score)?;
+            if p.front.len() != n {
+                return Err(Error::Invalid(format!("{} has {} front flags for {n} devices", p.arch, p.front.len())));
+            }
         }
         Ok(())
     }

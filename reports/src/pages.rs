@@ -14,33 +14,50 @@ fn ms(v: f64) -> String {
     format!("{v:.2} ms")
 }
 
-/// Every evaluated arch: `arch,score,latency_ms,feasible,front`.
+/// Every evaluated arch: `arch,score,latency_ms[device]…,feasible,front[device]…`.
 pub(crate) fn pareto_csv(r: &Report) -> String {
-    let mut csv = format!("arch,{}_dev_{},latency_ms,feasible,front\n", r.task, r.metric);
+    let mut csv = format!("arch,{}_dev_{}", r.task, r.metric);
+    for d in &r.devices {
+        let _ = write!(csv, ",latency_ms[{}]", d.name);
+    }
+    csv.push_str(",feasible");
+    for d in &r.devices {
+        let _ = write!(csv, ",front[{}]", d.name);
+    }
+    csv.push('\n');
     for p in &r.points {
-        let _ = writeln!(csv, "\"{}\",{},{},{},{}", p.arch, p.score, p.latency_ms, p.feasible, p.front);
+        let _ = write!(csv, "\"{}\",{}", p.arch, p.score);
+        for ms in &p.latency_ms {
+            let _ = write!(csv, ",{ms}");
+        }
+        let _ = write!(csv, ",{}", p.feasible);
+        for f in &p.front {
+            let _ = write!(csv, ",{f}");
+        }
+        csv.push('\n');
     }
     csv
 }
 
-/// The headline: the most accurate exported model within the latency budget.
+/// The headline: the most accurate exported model within the budget on the first device.
 fn answer(r: &Report) -> Option<String> {
     let best = r.chosen.iter().max_by(|a, b| a.score.total_cmp(&b.score))?;
-    let within = r.latency_budget_ms.map_or(String::new(), |b| format!(" within {b} ms"));
+    let device = r.devices.first()?;
+    let within = device.latency_budget_ms.map_or(String::new(), |b| format!(" within {b} ms"));
     Some(format!(
         "The most accurate model found{within} on {}: {} — {} {} at {} predicted.",
-        r.device,
+        device.name,
         best.arch,
         r.metric,
         pct(best.score),
-        ms(best.latency_ms)
+        ms(*best.latency_ms.first()?)
     ))
 }
 
-/// Rows of the front, fastest first.
-fn front(r: &Report) -> Vec<&crate::Point> {
-    let mut front: Vec<&crate::Point> = r.points.iter().filter(|p| p.front).collect();
-    front.sort_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
+/// Rows of device `d`'s front, fastest first.
+fn front(r: &Report, d: usize) -> Vec<&crate::Point> {
+    let mut front: Vec<&crate::Point> = r.points.iter().filter(|p| p.front[d]).collect();
+    front.sort_by(|a, b| a.latency_ms[d].total_cmp(&b.latency_ms[d]));
     front
 }
 
@@ -113,31 +130,59 @@ fn code(s: impl Into<String>) -> Cell {
     Cell::Code(s.into())
 }
 
-/// The report's sections after the figures: (heading, table), those with rows only.
+/// The report's tables: the exports, each device's front, and the sections after the figures
+/// (those with rows only).
 struct Tables {
     chosen: Table,
-    front: Table,
+    fronts: Vec<Table>,
     after: Vec<(&'static str, Table)>,
 }
 
+/// Column headings of a value per device: `latency` for one device, `latency on D` for several.
+fn per_device(r: &Report, what: &str) -> Vec<String> {
+    if r.devices.len() == 1 {
+        vec![what.to_string()]
+    } else {
+        r.devices.iter().map(|d| format!("{what} on {}", d.name)).collect()
+    }
+}
+
+fn head<'a>(fixed: &[&'a str], devices: &'a [String], tail: &[&'a str]) -> Vec<&'a str> {
+    fixed.iter().copied().chain(devices.iter().map(String::as_str)).chain(tail.iter().copied()).collect()
+}
+
+fn latencies(values: &[f64], devices: usize) -> Vec<Cell> {
+    if values.is_empty() {
+        return (0..devices).map(|_| text("—")).collect();
+    }
+    values.iter().map(|&v| text(ms(v))).collect()
+}
+
 fn tables(r: &Report) -> Tables {
-    let mut chosen = Table::new(&["chosen as", "arch", &r.metric, "latency", "run it"]);
+    let n = r.devices.len();
+    let lat = per_device(r, "latency");
+    let mut chosen = Table::new(&head(&["chosen as", "arch", &r.metric], &lat, &["run it"]));
     for c in &r.chosen {
-        chosen.row(vec![text(&c.label), code(&c.arch), text(pct(c.score)), text(ms(c.latency_ms)), code(&c.command)]);
+        let mut row = vec![text(&c.label), code(&c.arch), text(pct(c.score))];
+        row.extend(latencies(&c.latency_ms, n));
+        row.push(code(&c.command));
+        chosen.row(row);
     }
-    let mut front_table = Table::new(&["arch on the front", &r.metric, "latency"]);
-    for p in front(r) {
-        front_table.row(vec![code(&p.arch), text(pct(p.score)), text(ms(p.latency_ms))]);
-    }
-    let mut references = Table::new(&["model", "arch", &r.metric, "latency", "note"]);
+    let fronts = (0..n)
+        .map(|d| {
+            let mut t = Table::new(&["arch on the front", &r.metric, &format!("latency on {}", r.devices[d].name)]);
+            for p in front(r, d) {
+                t.row(vec![code(&p.arch), text(pct(p.score)), text(ms(p.latency_ms[d]))]);
+            }
+            t
+        })
+        .collect();
+    let mut references = Table::new(&head(&["model", "arch", &r.metric], &lat, &["note"]));
     for x in &r.references {
-        references.row(vec![
-            text(&x.label),
-            code(&x.arch),
-            text(x.score.map_or("—".into(), pct)),
-            text(x.latency_ms.map_or("—".into(), ms)),
-            text(x.skipped.clone().unwrap_or_default()),
-        ]);
+        let mut row = vec![text(&x.label), code(&x.arch), text(x.score.map_or("—".into(), pct))];
+        row.extend(latencies(&x.latency_ms, n));
+        row.push(text(x.skipped.clone().unwrap_or_default()));
+        references.row(row);
     }
     let mut speedups = Table::new(&["model", "arch", "compiled", "burn eager", "speed-up", "threads"]);
     for s in &r.speedups {
@@ -158,13 +203,17 @@ fn tables(r: &Report) -> Tables {
         .into_iter()
         .filter(|(_, t)| !t.rows.is_empty())
         .collect();
-    Tables { chosen, front: front_table, after }
+    Tables { chosen, fronts, after }
+}
+
+fn devices_line(r: &Report) -> String {
+    r.devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 pub(crate) fn markdown(r: &Report, figures: &[Figure]) -> String {
     let tables = tables(r);
     let mut md = format!("# {} — canao report\n\n", r.name);
-    let _ = writeln!(md, "Task **{}** ({} on the dev split), latency on **{}**.\n", r.task, r.metric, r.device);
+    let _ = writeln!(md, "Task **{}** ({} on the dev split), latency on **{}**.\n", r.task, r.metric, devices_line(r));
     if let Some(note) = &r.note {
         let _ = writeln!(md, "> **Note:** {note}\n");
     }
@@ -175,8 +224,8 @@ pub(crate) fn markdown(r: &Report, figures: &[Figure]) -> String {
     tables.chosen.markdown(&mut md);
     for f in figures {
         let _ = writeln!(md, "## {}\n\n![{}]({}.png)\n\n{}\n", f.title, f.title, f.stem, f.caption);
-        if f.stem == "pareto" {
-            tables.front.markdown(&mut md);
+        if let Some(d) = f.device {
+            tables.fronts[d].markdown(&mut md);
         }
     }
     for (heading, table) in &tables.after {
@@ -209,7 +258,7 @@ pub(crate) fn html(r: &Report, figures: &[Figure]) -> String {
         esc(&r.name),
         esc(&r.name)
     );
-    let _ = writeln!(h, "<p>Task <b>{}</b> ({} on the dev split), latency on <b>{}</b>.</p>", esc(&r.task), esc(&r.metric), esc(&r.device));
+    let _ = writeln!(h, "<p>Task <b>{}</b> ({} on the dev split), latency on <b>{}</b>.</p>", esc(&r.task), esc(&r.metric), esc(&devices_line(r)));
     if let Some(note) = &r.note {
         let _ = writeln!(h, "<p class=\"note\"><b>Note:</b> {}</p>", esc(note));
     }
@@ -230,8 +279,8 @@ pub(crate) fn html(r: &Report, figures: &[Figure]) -> String {
             f.stem,
             f.stem
         );
-        if f.stem == "pareto" {
-            tables.front.html(&mut h);
+        if let Some(d) = f.device {
+            tables.fronts[d].html(&mut h);
         }
     }
     for (heading, table) in &tables.after {

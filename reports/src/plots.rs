@@ -37,7 +37,9 @@ fn fail<E: std::fmt::Display>(e: E) -> String {
 /// One figure of the report.
 pub(crate) struct Figure {
     /// File stem: `<stem>.svg` and `<stem>.png`.
-    pub stem: &'static str,
+    pub stem: String,
+    /// The device of a Pareto plot.
+    pub device: Option<usize>,
     pub title: String,
     pub caption: String,
     pub svg: String,
@@ -63,7 +65,7 @@ fn svg(plot: &impl Plot, stem: &str) -> Result<String> {
 }
 
 /// Draws `plot` as SVG (returned) and as `<dir>/<stem>.png`.
-fn render(plot: &impl Plot, stem: &'static str, dir: &Path) -> Result<String> {
+fn render(plot: &impl Plot, stem: &str, dir: &Path) -> Result<String> {
     let svg = svg(plot, stem)?;
     let failed = |reason: String| Error::Plot { plot: stem.into(), reason };
     let png = dir.join(format!("{stem}.png"));
@@ -85,18 +87,24 @@ pub(crate) fn draw_all(report: &Report, dir: &Path) -> Result<Vec<Figure>> {
         ),
         _ => String::new(),
     };
-    figures.push(Figure {
-        stem: "pareto",
-        title: format!("{metric} against latency on {}", report.device),
-        caption: format!(
-            "Every arch the search evaluated (grey; crosses break a constraint), the Pareto front (blue), \
-             reference models scored the same way (red triangles) and the exported models (green rings). \
-             Latency is predicted for {} from its calibrated profile; {metric} is on the {} dev split \
-             with weights inherited from the supernet.",
-            report.device, report.task
-        ),
-        svg: render(&Pareto(report), "pareto", dir)?,
-    });
+    for (d, device) in report.devices.iter().enumerate() {
+        // The first device's plot is `pareto`; others are `pareto-<device>`.
+        let stem = if d == 0 { "pareto".to_string() } else { format!("pareto-{}", file_safe(&device.name)) };
+        let svg = render(&Pareto { report, device: d }, &stem, dir)?;
+        figures.push(Figure {
+            title: format!("{metric} against latency on {}", device.name),
+            caption: format!(
+                "Every arch the search evaluated (grey; crosses break a constraint), the front on this device \
+                 (blue), reference models scored the same way (red triangles) and the exported models (green \
+                 rings). Latency is predicted for {} from its calibrated profile; {metric} is on the {} dev split \
+                 with weights inherited from the supernet.",
+                device.name, report.task
+            ),
+            stem,
+            device: Some(d),
+            svg,
+        });
+    }
     if let Some(progress) = &report.progress {
         let random = if progress.random.is_some() {
             " against random search with the same budget and its own seed (orange)"
@@ -104,7 +112,8 @@ pub(crate) fn draw_all(report: &Report, dir: &Path) -> Result<Vec<Figure>> {
             " (random search was not run)"
         };
         figures.push(Figure {
-            stem: "progress",
+            stem: "progress".into(),
+            device: None,
             title: "Search progress".into(),
             caption: format!(
                 "Hypervolume of the front of the first n evaluations, as a share of the hypervolume of \
@@ -116,7 +125,8 @@ pub(crate) fn draw_all(report: &Report, dir: &Path) -> Result<Vec<Figure>> {
     if let Some(check) = &report.predictor {
         let points: Vec<(f64, f64)> = check.rows.iter().map(|r| (r.measured_ms, r.predicted_ms)).collect();
         figures.push(Figure {
-            stem: "predictor",
+            stem: "predictor".into(),
+            device: None,
             title: format!("Latency predictor for {}", check.device),
             caption: format!(
                 "Predicted against measured end-to-end latency of {} archs compiled and run on {}: RMSPE \
@@ -131,15 +141,21 @@ pub(crate) fn draw_all(report: &Report, dir: &Path) -> Result<Vec<Figure>> {
     }
     if !report.breakdown.is_empty() {
         figures.push(Figure {
-            stem: "kernels",
+            stem: "kernels".into(),
+            device: None,
             title: "Latency by kernel kind".into(),
-            caption: format!("Predicted latency of each exported model on {}, summed by kernel kind.", report.device),
+            caption: format!(
+                "Predicted latency of each exported model on {}, summed by kernel kind (with the profile's \
+                 program-level scale and per-run overhead, so that the bars add up to the end-to-end prediction).",
+                report.devices[0].name
+            ),
             svg: render(&Kernels(report), "kernels", dir)?,
         });
     }
     if !report.speedups.is_empty() {
         figures.push(Figure {
-            stem: "speedup",
+            stem: "speedup".into(),
+            device: None,
             title: "Compiled against burn eager".into(),
             caption: format!(
                 "Median latency of each exported model's compiled program (blue) and of burn's eager forward \
@@ -182,8 +198,16 @@ fn log_label(v: &f64) -> String {
     }
 }
 
-/// Accuracy against latency.
-struct Pareto<'a>(&'a Report);
+/// A device name as a file-name part: letters, digits, `-` and `_` kept, the rest `_`.
+fn file_safe(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// Accuracy against latency on one device.
+struct Pareto<'a> {
+    report: &'a Report,
+    device: usize,
+}
 
 impl Plot for Pareto<'_> {
     fn size(&self) -> (u32, u32) {
@@ -191,26 +215,27 @@ impl Plot for Pareto<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
-        let r = self.0;
+        let (r, d) = (self.report, self.device);
+        let device = &r.devices[d];
         // References at the same point (the teacher and the largest subnet, say) share one label.
         let mut refs: Vec<(String, f64, f64)> = Vec::new();
         for x in &r.references {
-            let (Some(ms), Some(score)) = (x.latency_ms, x.score) else { continue };
+            let (Some(&ms), Some(score)) = (x.latency_ms.get(d), x.score) else { continue };
             match refs.iter_mut().find(|p| p.1 == ms && p.2 == score) {
                 Some(p) => p.0 = format!("{} = {}", p.0, x.label),
                 None => refs.push((x.label.clone(), ms, score)),
             }
         }
-        let latencies = r.points.iter().map(|p| p.latency_ms).chain(refs.iter().map(|x| x.1));
+        let latencies = r.points.iter().map(|p| p.latency_ms[d]).chain(refs.iter().map(|x| x.1));
         let scores = r.points.iter().map(|p| p.score).chain(refs.iter().map(|x| x.2));
         let (lo_l, hi_l) = latencies.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-        let hi_l = r.latency_budget_ms.map_or(hi_l, |b| hi_l.max(b));
+        let hi_l = device.latency_budget_ms.map_or(hi_l, |b| hi_l.max(b));
         let (lo_s, hi_s) = scores.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let y = (100.0 * lo_s - 2.0).max(0.0)..(100.0 * hi_s + 2.0).min(100.0);
         let (x0, x1) = (lo_l * 0.8, hi_l * 1.25);
         let right_third = x0 * (x1 / x0).powf(2.0 / 3.0);
         let mut chart = ChartBuilder::on(root)
-            .caption(format!("{}: {} against latency ({})", r.name, r.metric, r.device), text_style(20))
+            .caption(format!("{}: {} against latency ({})", r.name, r.metric, device.name), text_style(20))
             .margin(18)
             .x_label_area_size(48)
             .y_label_area_size(64)
@@ -220,14 +245,14 @@ impl Plot for Pareto<'_> {
             .configure_mesh()
             .x_labels(30)
             .x_label_formatter(&log_label)
-            .x_desc(format!("predicted latency on {} (ms, log scale)", r.device))
+            .x_desc(format!("predicted latency on {} (ms, log scale)", device.name))
             .y_desc(format!("{} dev {} (%)", r.task, r.metric))
             .label_style(text_style(14))
             .axis_desc_style(text_style(15))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(fail)?;
-        if let Some(budget) = r.latency_budget_ms {
+        if let Some(budget) = device.latency_budget_ms {
             let (y0, y1) = (chart.y_range().start, chart.y_range().end);
             chart
                 .draw_series(DashedLineSeries::new([(budget, y0), (budget, y1)], 6, 4, BAND.stroke_width(2)))
@@ -237,16 +262,16 @@ impl Plot for Pareto<'_> {
         }
         let infeasible = r.points.iter().filter(|p| !p.feasible);
         chart
-            .draw_series(infeasible.map(|p| Cross::new((p.latency_ms, 100.0 * p.score), 3, EVALUATED.stroke_width(1))))
+            .draw_series(infeasible.map(|p| Cross::new((p.latency_ms[d], 100.0 * p.score), 3, EVALUATED.stroke_width(1))))
             .map_err(fail)?;
-        let evaluated = r.points.iter().filter(|p| p.feasible && !p.front);
+        let evaluated = r.points.iter().filter(|p| p.feasible && !p.front[d]);
         chart
-            .draw_series(evaluated.map(|p| Circle::new((p.latency_ms, 100.0 * p.score), 3, EVALUATED.filled())))
+            .draw_series(evaluated.map(|p| Circle::new((p.latency_ms[d], 100.0 * p.score), 3, EVALUATED.filled())))
             .map_err(fail)?
             .label(format!("evaluated ({})", r.points.len()))
             .legend(|(x, y)| Circle::new((x + 9, y), 3, EVALUATED.filled()));
         let mut front: Vec<(f64, f64)> =
-            r.points.iter().filter(|p| p.front).map(|p| (p.latency_ms, 100.0 * p.score)).collect();
+            r.points.iter().filter(|p| p.front[d]).map(|p| (p.latency_ms[d], 100.0 * p.score)).collect();
         front.sort_by(|a, b| a.0.total_cmp(&b.0));
         // The front as a staircase: each point holds until the next, faster-and-worse, one.
         let stairs = front.windows(2).flat_map(|w| [w[0], (w[1].0, w[0].1)]).chain(front.last().copied());
@@ -271,9 +296,9 @@ impl Plot for Pareto<'_> {
         if !r.chosen.is_empty() {
             chart
                 .draw_series(r.chosen.iter().map(|c| {
-                    EmptyElement::at((c.latency_ms, 100.0 * c.score))
+                    EmptyElement::at((c.latency_ms[d], 100.0 * c.score))
                         + Circle::new((0, 0), 8, CHOSEN.stroke_width(2))
-                        + Text::new(c.label.clone(), (if c.latency_ms > right_third { -8 - 7 * c.label.len() as i32 } else { 8 }, -18), text_style(13).color(&CHOSEN))
+                        + Text::new(c.label.clone(), (if c.latency_ms[d] > right_third { -8 - 7 * c.label.len() as i32 } else { 8 }, -18), text_style(13).color(&CHOSEN))
                 }))
                 .map_err(fail)?
                 .label("exported")

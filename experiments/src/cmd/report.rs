@@ -57,9 +57,8 @@ pub struct Inputs<'a> {
     pub costs: &'a Costs,
     pub search: &'a SearchRun,
     pub exported: &'a [Exported],
-    /// The profile of the latency axis and the budget on it.
-    pub profile: Option<&'a Path>,
-    pub latency_budget_ms: Option<f64>,
+    /// The profile of each Latency objective, in objective order, with the budget on it.
+    pub devices: Vec<(PathBuf, Option<f64>)>,
     pub references: &'a [ReferenceModel],
     /// Run random search with the same budget, seed and evaluator.
     pub random_baseline: bool,
@@ -72,11 +71,24 @@ pub struct Inputs<'a> {
     pub quiet: bool,
 }
 
-/// Positions of the dev score and latency objectives in the search's objectives.
-fn axes(search: &SearchRun) -> Option<(usize, usize)> {
+/// Positions of the dev score and of the latency objectives (in order) in the search's
+/// objectives.
+fn axes(search: &SearchRun) -> Option<(usize, Vec<usize>)> {
     let a = search.specs.iter().position(|s| s.name.contains("_dev_"))?;
-    let l = search.specs.iter().position(|s| s.name.starts_with("latency_ms"))?;
-    Some((a, l))
+    let l: Vec<usize> = (0..search.specs.len()).filter(|&i| search.specs[i].name.starts_with("latency_ms")).collect();
+    (!l.is_empty()).then_some((a, l))
+}
+
+/// Whether each point is on the front of (score, maximised; latency, minimised) among the
+/// feasible points.
+fn front_2d(points: &[(f64, f64, bool)]) -> Vec<bool> {
+    points
+        .iter()
+        .map(|&(s, l, feasible)| {
+            feasible
+                && !points.iter().any(|&(s2, l2, f2)| f2 && s2 >= s && l2 <= l && (s2 > s || l2 < l))
+        })
+        .collect()
 }
 
 fn spinner(quiet: bool, what: &str, total: usize) -> Option<ProgressBar> {
@@ -174,21 +186,21 @@ fn reference_arch(text: &str, template: &Arch) -> Result<Arch> {
     Ok(arch)
 }
 
-fn references(inputs: &Inputs, (a, l): (usize, usize)) -> Result<Vec<reports::Reference>> {
+fn references(inputs: &Inputs, (a, l): (usize, &[usize])) -> Result<Vec<reports::Reference>> {
     let specs = &inputs.search.specs;
     let largest = inputs.costs.space.largest();
     let mut out = Vec::new();
     let score = |label: &str, arch: &Arch| -> Result<reports::Reference> {
         let text = arch.to_string();
         if let Err(e) = inputs.costs.evaluator.supernet_check(arch) {
-            return Ok(reports::Reference { label: label.into(), arch: text, score: None, latency_ms: None, skipped: Some(e.to_string()) });
+            return Ok(reports::Reference { label: label.into(), arch: text, score: None, latency_ms: vec![], skipped: Some(e.to_string()) });
         }
         let e = inputs.costs.evaluator.evaluate(arch).with_context(|| format!("evaluating the reference {text}"))?;
         Ok(reports::Reference {
             label: label.into(),
             arch: text,
             score: Some(specs[a].natural(e.objectives[a])),
-            latency_ms: Some(specs[l].natural(e.objectives[l])),
+            latency_ms: l.iter().map(|&i| specs[i].natural(e.objectives[i])).collect(),
             skipped: None,
         })
     };
@@ -197,12 +209,14 @@ fn references(inputs: &Inputs, (a, l): (usize, usize)) -> Result<Vec<reports::Re
         out.push(score(&r.label, &arch)?);
     }
     let largest_ref = score("largest subnet", &largest)?;
-    if let (Some(dev), Some(ms)) = (inputs.teacher_dev, largest_ref.latency_ms) {
+    if let Some(dev) = inputs.teacher_dev
+        && largest_ref.skipped.is_none()
+    {
         out.push(reports::Reference {
             label: "teacher (fine-tuned)".into(),
             arch: largest.to_string(),
             score: Some(dev),
-            latency_ms: Some(ms),
+            latency_ms: largest_ref.latency_ms.clone(),
             skipped: None,
         });
     }
@@ -235,7 +249,7 @@ fn predictor_check(
         bar.finish_and_clear();
     }
     Ok(Some(reports::PredictorCheck {
-        device: profile.device.name.clone(),
+        device: device_label(profile),
         machine: format!("{here}, {} threads", profile.device.threads),
         rows: validation
             .rows
@@ -247,7 +261,9 @@ fn predictor_check(
     }))
 }
 
-/// Each exported model's predicted latency, summed by kernel kind in order of first appearance.
+/// Each exported model's predicted latency, summed by kernel kind in order of first appearance:
+/// each kernel's in-isolation prediction times the profile's program-level scale, and the
+/// per-run overhead, so that the parts add up to the end-to-end prediction.
 fn breakdown(profile: &DeviceProfile, exported: &[Exported]) -> Result<Vec<reports::Breakdown>> {
     let predictor = Predictor::new(profile);
     let mut out = Vec::new();
@@ -255,10 +271,10 @@ fn breakdown(profile: &DeviceProfile, exported: &[Exported]) -> Result<Vec<repor
         let prediction = predictor.predict(&e.arch)?;
         let mut parts: Vec<(String, f64)> = Vec::new();
         for (key, ms) in &prediction.kernels {
-            let kind = key.kind();
+            let (kind, ms) = (key.kind(), ms * profile.scale);
             match parts.iter_mut().find(|(k, _)| *k == kind) {
                 Some(part) => part.1 += ms,
-                None => parts.push((kind, *ms)),
+                None => parts.push((kind, ms)),
             }
         }
         if prediction.overhead_ms > 0.0 {
@@ -306,31 +322,53 @@ fn speedups(inputs: &Inputs, threads: usize) -> Result<Vec<reports::Speedup>> {
     Ok(out)
 }
 
-/// Measures what the report needs and writes it to `dir`.
-pub fn write_report(inputs: Inputs, dir: &Path) -> Result<reports::Written> {
+/// Measures what the report needs and writes it to `dir`; `None` when the search has no
+/// Accuracy or no Latency objective (the report plots one against the other).
+pub fn write_report(inputs: Inputs, dir: &Path) -> Result<Option<reports::Written>> {
     let Some((a, l)) = axes(inputs.search) else {
-        anyhow::bail!("the report needs an Accuracy and a Latency objective");
+        return Ok(None);
     };
+    if l.len() != inputs.devices.len() {
+        anyhow::bail!("{} latency objectives but {} device profiles", l.len(), inputs.devices.len());
+    }
     let specs = &inputs.search.specs;
-    let front: Vec<&Arch> = inputs.search.front.iter().collect();
+    let natural = |e: &Evaluation| -> (f64, Vec<f64>) {
+        (specs[a].natural(e.objectives[a]), l.iter().map(|&i| specs[i].natural(e.objectives[i])).collect())
+    };
+    let values: Vec<(f64, Vec<f64>)> = inputs.search.trace.iter().map(|(_, e)| natural(e)).collect();
+    let fronts: Vec<Vec<bool>> = (0..l.len())
+        .map(|d| {
+            let pairs: Vec<(f64, f64, bool)> =
+                inputs.search.trace.iter().zip(&values).map(|((_, e), (s, ms))| (*s, ms[d], e.is_feasible())).collect();
+            front_2d(&pairs)
+        })
+        .collect();
     let points: Vec<reports::Point> = inputs
         .search
         .trace
         .iter()
-        .map(|(arch, e)| reports::Point {
+        .zip(&values)
+        .enumerate()
+        .map(|(i, ((arch, e), (score, ms)))| reports::Point {
             arch: arch.to_string(),
-            score: specs[a].natural(e.objectives[a]),
-            latency_ms: specs[l].natural(e.objectives[l]),
+            score: *score,
+            latency_ms: ms.clone(),
             feasible: e.is_feasible(),
-            front: front.contains(&arch),
+            front: fronts.iter().map(|f| f[i]).collect(),
         })
         .collect();
+    // The exported models' latencies on every device, from their evaluations.
+    let latency_of = |arch: &Arch| -> Vec<f64> {
+        inputs.search.trace.iter().find(|(x, _)| x == arch).map(|(_, e)| natural(e).1).unwrap_or_default()
+    };
+    let front: Vec<&Arch> = inputs.search.front.iter().collect();
     let mut facts = inputs.facts.clone();
     let progress = progress(&inputs)?;
-    let references = references(&inputs, (a, l))?;
-    let profile = inputs.profile.map(DeviceProfile::load).transpose()?;
+    let references = references(&inputs, (a, &l))?;
+    let profiles: Vec<DeviceProfile> = inputs.devices.iter().map(|(p, _)| DeviceProfile::load(p)).collect::<latency::Result<_>>()?;
+    let profile = profiles.first();
     let (mut predictor, mut kernels, mut timed, mut measured_busy) = (None, Vec::new(), Vec::new(), None);
-    if let Some(profile) = &profile {
+    if let Some(profile) = profile {
         // The exported models, the evaluated references and up to eight points along the front.
         let mut archs: Vec<Arch> = inputs.exported.iter().map(|e| e.arch.clone()).collect();
         let largest = inputs.costs.space.largest();
@@ -364,9 +402,12 @@ pub fn write_report(inputs: Inputs, dir: &Path) -> Result<reports::Written> {
         name: inputs.name.to_string(),
         task: inputs.task.to_string(),
         metric: inputs.task.metric_name().to_string(),
-        device: profile.as_ref().map_or_else(|| specs[l].name.clone(), |p| p.device.name.clone()),
+        devices: profiles
+            .iter()
+            .zip(&inputs.devices)
+            .map(|(p, (_, budget))| reports::Device { name: device_label(p), latency_budget_ms: *budget })
+            .collect(),
         note: inputs.note.map(str::to_string),
-        latency_budget_ms: inputs.latency_budget_ms,
         points,
         references,
         chosen: inputs
@@ -376,7 +417,7 @@ pub fn write_report(inputs: Inputs, dir: &Path) -> Result<reports::Written> {
                 label: e.label.clone(),
                 arch: e.arch_text.clone(),
                 score: e.score,
-                latency_ms: e.latency_ms,
+                latency_ms: latency_of(&e.arch),
                 dir: e.dir.display().to_string(),
                 command: e.run.clone(),
             })
@@ -388,7 +429,14 @@ pub fn write_report(inputs: Inputs, dir: &Path) -> Result<reports::Written> {
         measured_busy,
         facts,
     };
-    Ok(reports::write(&report, dir)?)
+    Ok(Some(reports::write(&report, dir)?))
+}
+
+/// A profile's device as the report names it: its name and the threads its programs ran with
+/// (profiles of one machine differ by threads).
+fn device_label(profile: &DeviceProfile) -> String {
+    let t = profile.device.threads;
+    format!("{}, {t} thread{}", profile.device.name, if t == 1 { "" } else { "s" })
 }
 
 fn available_threads() -> usize {

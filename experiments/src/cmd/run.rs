@@ -235,16 +235,23 @@ pub fn run(args: Args) -> Result<()> {
         &out.join("export"),
     )?;
 
-    // The report, on the first latency objective's device.
+    // The report: a front per Latency objective's device, with the budget on that device.
     let t = Instant::now();
-    let profile = experiment.objectives.iter().find_map(|o| match o {
-        Objective::Latency { profile } => Some(profile.clone()),
-        _ => None,
-    });
-    let budget = experiment.constraints.iter().find_map(|c| match c {
-        Constraint::LatencyAtMost { profile: p, ms } if Some(p) == profile.as_ref() => Some(*ms),
-        _ => None,
-    });
+    let devices: Vec<(PathBuf, Option<f64>)> = experiment
+        .objectives
+        .iter()
+        .filter_map(|o| match o {
+            Objective::Latency { profile } => Some(profile.clone()),
+            _ => None,
+        })
+        .map(|profile| {
+            let budget = experiment.constraints.iter().find_map(|c| match c {
+                Constraint::LatencyAtMost { profile: p, ms } if *p == profile => Some(*ms),
+                _ => None,
+            });
+            (profile, budget)
+        })
+        .collect();
     let mut facts = Vec::new();
     if let Some(dev) = teacher_dev {
         facts.push(("teacher (fine-tuned) dev".to_string(), format!("{:.2} %", 100.0 * dev)));
@@ -270,8 +277,7 @@ pub fn run(args: Args) -> Result<()> {
             costs: &costs,
             search: &searched,
             exported: &chosen,
-            profile: profile.as_deref(),
-            latency_budget_ms: budget,
+            devices,
             references: &references,
             random_baseline: experiment.random_baseline,
             seed: experiment.search.seed,
@@ -297,14 +303,17 @@ pub fn run(args: Args) -> Result<()> {
         "supernet": results.get("supernet"),
         "search": front,
         "exported": chosen,
-        "report": written.dir.join("report.html").display().to_string(),
+        "report": written.as_ref().map(|w| w.dir.join("report.html").display().to_string()),
     });
     write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     if let Some(note) = &experiment.note {
         println!("note: {note}");
     }
     println!("{}: done in {:.0} s; results in {}", experiment.name, started.elapsed().as_secs_f64(), out.display());
-    println!("report: {}", written.dir.join("report.html").display());
+    match &written {
+        Some(w) => println!("report: {}", w.dir.join("report.html").display()),
+        None => println!("no report: it plots an Accuracy objective against a Latency objective, and this experiment lacks one"),
+    }
     if args.json {
         print_json(&summary);
     }
