@@ -110,7 +110,7 @@ fn random_seed(seed: u64) -> u64 {
     seed ^ 0x9e37_79b9_7f4a_7c15
 }
 
-/// The random-search trace of `budget` evaluations, reused from `dir` when an earlier run with
+/// The random-search trace of `budget` evaluations, reused from the search folder when an earlier run with
 /// the same budget, seed and objectives left it.
 fn random_trace(inputs: &Inputs, budget: usize) -> Result<Vec<Evaluation>> {
     #[derive(Serialize, Deserialize, PartialEq)]

@@ -54,8 +54,8 @@ pub struct Experiment {
     /// -Small sizes). The largest subnet and the fine-tuned teacher are always shown.
     #[serde(default)]
     pub references: Option<Vec<ReferenceModel>>,
-    /// Run random search with NSGA-II's budget and seed for the report's progress plot (default
-    /// true; it costs as many evaluations again).
+    /// Run random search with NSGA-II's evaluation budget (and a seed derived from the search's)
+    /// for the report's progress plot (default true; it costs as many evaluations again).
     #[serde(default = "yes")]
     pub random_baseline: bool,
 }

@@ -113,7 +113,7 @@ pub struct CostEvaluator {
 }
 
 impl CostEvaluator {
-    /// Whether that supernet can score `arch` (always, without an Accuracy objective).
+    /// Whether the Accuracy objective's supernet can score `arch` (always, without one).
     pub fn supernet_check(&self, arch: &Arch) -> Result<(), supernet::ModelError> {
         self.accuracy.as_ref().map_or(Ok(()), |j| j.net.check(arch))
     }
