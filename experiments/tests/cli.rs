@@ -462,7 +462,9 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
         serde_json::from_str(&std::fs::read_to_string(out.join("report/report.json")).unwrap()).unwrap();
     assert_eq!(report["points"].as_array().unwrap().len() as u64, summary["search"]["evaluations"].as_u64().unwrap());
     let references = report["references"].as_array().unwrap();
-    let find = |label: &str| references.iter().find(|r| r["label"] == label).unwrap_or_else(|| panic!("{label}: {references:?}"));
+    let find = |label: &str| {
+        references.iter().find(|r| r["label"] == label).unwrap_or_else(|| panic!("{label}: {references:?}"))
+    };
     assert!(find("BERT-Tiny size")["score"].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)));
     assert!(find("BERT-Small size")["skipped"].as_str().unwrap().contains("hidden 512 > 384"));
     assert!(find("teacher (fine-tuned)")["score"].as_f64().is_some());
@@ -470,7 +472,8 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
     assert_eq!(speedups.len(), summary["exported"].as_array().unwrap().len());
     assert!(speedups.iter().all(|s| s["compiled_ms"].as_f64().unwrap() > 0.0 && s["eager_ms"].as_f64().unwrap() > 0.0));
     // A front per device: the 2-thread and the 1-thread profiles.
-    let devices: Vec<&str> = report["devices"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    let devices: Vec<&str> =
+        report["devices"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
     assert_eq!(devices, ["dev-epyc-2vcpu, 2 threads", "dev-epyc-2vcpu, 1 thread"]);
     assert!(report["points"].as_array().unwrap().iter().all(|p| p["latency_ms"].as_array().unwrap().len() == 2));
     let progress = &report["progress"];

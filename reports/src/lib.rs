@@ -195,8 +195,14 @@ impl Report {
             return Err(Error::Invalid("no evaluated archs to report".into()));
         }
         let n = self.devices.len();
-        let latencies = self.points.iter().map(|p| (&p.arch, &p.latency_ms)).chain(self.chosen.iter().map(|c| (&c.arch, &c.latency_ms)));
-        for (arch, latency) in latencies.chain(self.references.iter().filter(|r| r.skipped.is_none()).map(|r| (&r.arch, &r.latency_ms))) {
+        let latencies = self
+            .points
+            .iter()
+            .map(|p| (&p.arch, &p.latency_ms))
+            .chain(self.chosen.iter().map(|c| (&c.arch, &c.latency_ms)));
+        for (arch, latency) in
+            latencies.chain(self.references.iter().filter(|r| r.skipped.is_none()).map(|r| (&r.arch, &r.latency_ms)))
+        {
             if latency.len() != n {
                 return Err(Error::Invalid(format!("{arch} has {} latencies for {n} devices", latency.len())));
             }

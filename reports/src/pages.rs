@@ -199,10 +199,11 @@ fn tables(r: &Report) -> Tables {
     for (k, v) in &r.facts {
         facts.row(vec![text(k), text(v)]);
     }
-    let after = [("Reference models", references), ("Compiled against burn eager (measured)", speedups), ("The run", facts)]
-        .into_iter()
-        .filter(|(_, t)| !t.rows.is_empty())
-        .collect();
+    let after =
+        [("Reference models", references), ("Compiled against burn eager (measured)", speedups), ("The run", facts)]
+            .into_iter()
+            .filter(|(_, t)| !t.rows.is_empty())
+            .collect();
     Tables { chosen, fronts, after }
 }
 
@@ -232,7 +233,9 @@ pub(crate) fn markdown(r: &Report, figures: &[Figure]) -> String {
         let _ = writeln!(md, "## {heading}\n");
         table.markdown(&mut md);
     }
-    md.push_str("Files: `pareto.csv` (every evaluated arch), `report.json` (every number above), SVG and PNG of each figure.\n");
+    md.push_str(
+        "Files: `pareto.csv` (every evaluated arch), `report.json` (every number above), SVG and PNG of each figure.\n",
+    );
     md
 }
 
@@ -258,7 +261,13 @@ pub(crate) fn html(r: &Report, figures: &[Figure]) -> String {
         esc(&r.name),
         esc(&r.name)
     );
-    let _ = writeln!(h, "<p>Task <b>{}</b> ({} on the dev split), latency on <b>{}</b>.</p>", esc(&r.task), esc(&r.metric), esc(&devices_line(r)));
+    let _ = writeln!(
+        h,
+        "<p>Task <b>{}</b> ({} on the dev split), latency on <b>{}</b>.</p>",
+        esc(&r.task),
+        esc(&r.metric),
+        esc(&devices_line(r))
+    );
     if let Some(note) = &r.note {
         let _ = writeln!(h, "<p class=\"note\"><b>Note:</b> {}</p>", esc(note));
     }

@@ -136,7 +136,11 @@ pub(crate) fn draw_all(report: &Report, dir: &Path) -> Result<Vec<Figure>> {
                 100.0 * check.rmspe,
                 100.0 * check.within_10
             ),
-            svg: render(&Scatter { title: format!("predicted against measured ({})", check.device), points }, "predictor", dir)?,
+            svg: render(
+                &Scatter { title: format!("predicted against measured ({})", check.device), points },
+                "predictor",
+                dir,
+            )?,
         });
     }
     if !report.breakdown.is_empty() {
@@ -262,7 +266,9 @@ impl Plot for Pareto<'_> {
         }
         let infeasible = r.points.iter().filter(|p| !p.feasible);
         chart
-            .draw_series(infeasible.map(|p| Cross::new((p.latency_ms[d], 100.0 * p.score), 3, EVALUATED.stroke_width(1))))
+            .draw_series(
+                infeasible.map(|p| Cross::new((p.latency_ms[d], 100.0 * p.score), 3, EVALUATED.stroke_width(1))),
+            )
             .map_err(fail)?;
         let evaluated = r.points.iter().filter(|p| p.feasible && !p.front[d]);
         chart
@@ -298,7 +304,11 @@ impl Plot for Pareto<'_> {
                 .draw_series(r.chosen.iter().map(|c| {
                     EmptyElement::at((c.latency_ms[d], 100.0 * c.score))
                         + Circle::new((0, 0), 8, CHOSEN.stroke_width(2))
-                        + Text::new(c.label.clone(), (if c.latency_ms[d] > right_third { -8 - 7 * c.label.len() as i32 } else { 8 }, -18), text_style(13).color(&CHOSEN))
+                        + Text::new(
+                            c.label.clone(),
+                            (if c.latency_ms[d] > right_third { -8 - 7 * c.label.len() as i32 } else { 8 }, -18),
+                            text_style(13).color(&CHOSEN),
+                        )
                 }))
                 .map_err(fail)?
                 .label("exported")
@@ -320,7 +330,8 @@ impl Plot for ProgressPlot<'_> {
         let p = self.0;
         let n = p.nsga2.len().max(p.random.as_ref().map_or(0, Vec::len)).max(2);
         // From a little below the lowest share either search had once it had a front.
-        let lowest = p.nsga2.iter().chain(p.random.iter().flatten()).filter(|&&v| v > 0.0).fold(1.0f64, |a, &b| a.min(b));
+        let lowest =
+            p.nsga2.iter().chain(p.random.iter().flatten()).filter(|&&v| v > 0.0).fold(1.0f64, |a, &b| a.min(b));
         let bottom = (100.0 * lowest - 5.0).clamp(0.0, 95.0).floor();
         let mut chart = ChartBuilder::on(root)
             .caption("search progress", text_style(20))
@@ -391,7 +402,8 @@ impl Plot for Scatter {
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(fail)?;
-        for (factor, style) in [(1.0, BLACK.stroke_width(1)), (1.1, BAND.stroke_width(1)), (0.9, BAND.stroke_width(1))] {
+        for (factor, style) in [(1.0, BLACK.stroke_width(1)), (1.1, BAND.stroke_width(1)), (0.9, BAND.stroke_width(1))]
+        {
             chart.draw_series(LineSeries::new([(0.0, 0.0), (hi, hi * factor)], style)).map_err(fail)?;
         }
         chart
@@ -430,7 +442,11 @@ fn bar_rows<'a, DB: DrawingBackend>(
     // Row i spans [n - i - 1, n - i): the first row on top; its name sits above its bars.
     let n = rows.len() as f64;
     chart
-        .draw_series(rows.iter().enumerate().map(|(i, name)| Text::new(name.clone(), (0.0, n - i as f64 - 0.04), text_style(14))))
+        .draw_series(
+            rows.iter()
+                .enumerate()
+                .map(|(i, name)| Text::new(name.clone(), (0.0, n - i as f64 - 0.04), text_style(14))),
+        )
         .map_err(fail)?;
     Ok(chart)
 }

@@ -47,14 +47,37 @@ fn report() -> Report {
         ],
         note: Some("reduced <training> budget & a note that needs escaping".into()),
         references: vec![
-            Reference { label: "BERT-Tiny size".into(), arch: "L2-H128-A2-F512".into(), score: Some(0.79), latency_ms: vec![0.4, 1.4], skipped: None },
-            Reference { label: "BERT-Small size".into(), arch: "L4-H512-A8-F2048".into(), score: None, latency_ms: vec![], skipped: Some("wider than the supernet".into()) },
+            Reference {
+                label: "BERT-Tiny size".into(),
+                arch: "L2-H128-A2-F512".into(),
+                score: Some(0.79),
+                latency_ms: vec![0.4, 1.4],
+                skipped: None,
+            },
+            Reference {
+                label: "BERT-Small size".into(),
+                arch: "L4-H512-A8-F2048".into(),
+                score: None,
+                latency_ms: vec![],
+                skipped: Some("wider than the supernet".into()),
+            },
         ],
-        progress: Some(Progress { nsga2, generations: vec![16, 32, 48, 60], random: Some(random), reference_point: vec![0.0, 15.0] }),
+        progress: Some(Progress {
+            nsga2,
+            generations: vec![16, 32, 48, 60],
+            random: Some(random),
+            reference_point: vec![0.0, 15.0],
+        }),
         predictor: Some(PredictorCheck {
             device: "dev-epyc-2t".into(),
             machine: "test machine".into(),
-            rows: (1..8).map(|i| PredictorRow { arch: format!("L{i}-H256-A4-F1024"), predicted_ms: i as f64 * 1.05, measured_ms: i as f64 }).collect(),
+            rows: (1..8)
+                .map(|i| PredictorRow {
+                    arch: format!("L{i}-H256-A4-F1024"),
+                    predicted_ms: i as f64 * 1.05,
+                    measured_ms: i as f64,
+                })
+                .collect(),
             rmspe: 0.05,
             within_10: 1.0,
         }),
@@ -62,10 +85,27 @@ fn report() -> Report {
             .iter()
             .map(|c| {
                 let ms = c.latency_ms[0];
-                Breakdown { label: c.label.clone(), arch: c.arch.clone(), parts: vec![("gemm".into(), ms * 0.7), ("attention".into(), ms * 0.2), ("layernorm".into(), ms * 0.1)] }
+                Breakdown {
+                    label: c.label.clone(),
+                    arch: c.arch.clone(),
+                    parts: vec![
+                        ("gemm".into(), ms * 0.7),
+                        ("attention".into(), ms * 0.2),
+                        ("layernorm".into(), ms * 0.1),
+                    ],
+                }
             })
             .collect(),
-        speedups: chosen.iter().map(|c| Speedup { label: c.label.clone(), arch: c.arch.clone(), compiled_ms: c.latency_ms[0], eager_ms: 3.0 * c.latency_ms[0], threads: 2 }).collect(),
+        speedups: chosen
+            .iter()
+            .map(|c| Speedup {
+                label: c.label.clone(),
+                arch: c.arch.clone(),
+                compiled_ms: c.latency_ms[0],
+                eager_ms: 3.0 * c.latency_ms[0],
+                threads: 2,
+            })
+            .collect(),
         measured_busy: Some(0.02),
         chosen,
         points,
@@ -83,21 +123,42 @@ fn out_dir(name: &str) -> PathBuf {
 fn writes_every_file_and_replaces_an_earlier_report() {
     let dir = out_dir("report-files");
     let written = reports::write(&report(), &dir).unwrap();
-    for name in ["report.html", "report.md", "pareto.csv", "report.json", "pareto.svg", "pareto.png", "pareto-phone_big_core.svg", "pareto-phone_big_core.png", "progress.png", "predictor.png", "kernels.png", "speedup.png"] {
+    for name in [
+        "report.html",
+        "report.md",
+        "pareto.csv",
+        "report.json",
+        "pareto.svg",
+        "pareto.png",
+        "pareto-phone_big_core.svg",
+        "pareto-phone_big_core.png",
+        "progress.png",
+        "predictor.png",
+        "kernels.png",
+        "speedup.png",
+    ] {
         assert!(written.files.iter().any(|f| f == name), "{name} not in {:?}", written.files);
         let len = std::fs::metadata(dir.join(name)).unwrap().len();
         assert!(len > 100, "{name} has {len} bytes");
     }
     let csv = std::fs::read_to_string(dir.join("pareto.csv")).unwrap();
     assert_eq!(csv.lines().count(), 61, "a header and one row per evaluated arch");
-    assert!(csv.starts_with("arch,sst2_dev_accuracy,latency_ms[dev-epyc-2t],latency_ms[phone/big core],feasible,front[dev-epyc-2t]"), "{csv}");
+    assert!(
+        csv.starts_with(
+            "arch,sst2_dev_accuracy,latency_ms[dev-epyc-2t],latency_ms[phone/big core],feasible,front[dev-epyc-2t]"
+        ),
+        "{csv}"
+    );
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("reduced &lt;training&gt; budget &amp; a note"), "the note is escaped");
     assert_eq!(html.matches("<svg").count(), 6, "six inline figures: a front per device and four more");
     let back: Report = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     let original = report();
     assert_eq!(back.points.len(), original.points.len());
-    assert_eq!(back.chosen.iter().map(|c| &c.arch).collect::<Vec<_>>(), original.chosen.iter().map(|c| &c.arch).collect::<Vec<_>>());
+    assert_eq!(
+        back.chosen.iter().map(|c| &c.arch).collect::<Vec<_>>(),
+        original.chosen.iter().map(|c| &c.arch).collect::<Vec<_>>()
+    );
     assert!((back.points[7].latency_ms[1] - original.points[7].latency_ms[1]).abs() < 1e-12);
     // A second report replaces the first as a whole; no staging folder is left behind.
     std::fs::write(dir.join("stale.txt"), "old").unwrap();
@@ -126,13 +187,26 @@ fn bad_numbers_are_refused_and_leave_the_old_report() {
 }
 
 fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].iter().map(PathBuf::from).find(|p| p.is_file())
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 /// Headless Chromium with the flags a closed network needs, on a fresh profile.
 fn browser(chromium: &Path, profile: &Path) -> Command {
     let mut c = Command::new(chromium);
-    c.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ]);
     c.arg(format!("--user-data-dir={}", profile.display()));
     c
 }

@@ -122,7 +122,8 @@ fn permute(t: &mut Named, axis: Axis, order: &[usize], block: usize) {
             for r in 0..rows {
                 let row = &old[r * cols..(r + 1) * cols];
                 for (i, &j) in order.iter().enumerate() {
-                    t.2[r * cols + i * block..r * cols + (i + 1) * block].copy_from_slice(&row[j * block..(j + 1) * block]);
+                    t.2[r * cols + i * block..r * cols + (i + 1) * block]
+                        .copy_from_slice(&row[j * block..(j + 1) * block]);
                 }
             }
         }
@@ -183,7 +184,10 @@ pub fn apply(tensors: &mut [Named], max: &Arch, order: &Order) -> Result<(), Mod
             Axis::Cols => t.1[1],
         };
         if len != perm.len() * block {
-            return Err(ModelError::Input(format!("reorder: `{name}` has {len} along the permuted axis, expected {}", perm.len() * block)));
+            return Err(ModelError::Input(format!(
+                "reorder: `{name}` has {len} along the permuted axis, expected {}",
+                perm.len() * block
+            )));
         }
         permute(t, axis, perm, block);
     }

@@ -56,7 +56,10 @@ pub struct Budget {
 }
 
 /// Times `run`, stopping at its first error.
-fn time_fallible<E>(mut run: impl FnMut() -> std::result::Result<(), E>, budget: Budget) -> std::result::Result<Timing, E> {
+fn time_fallible<E>(
+    mut run: impl FnMut() -> std::result::Result<(), E>,
+    budget: Budget,
+) -> std::result::Result<Timing, E> {
     run()?;
     let mut failure = None;
     let timing = time_runs(
@@ -80,7 +83,13 @@ pub fn time_program(program: &mut Program, input: &Batch, budget: Budget) -> Res
 
 /// The same arch and weights as a burn eager forward (`supernet::Supernet` on the flex backend), run
 /// inside a pool of `threads` threads.
-pub fn time_eager(arch: &arch::Arch, weights: &Weights, input: &Batch, threads: usize, budget: Budget) -> Result<Timing> {
+pub fn time_eager(
+    arch: &arch::Arch,
+    weights: &Weights,
+    input: &Batch,
+    threads: usize,
+    budget: Budget,
+) -> Result<Timing> {
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = weights
         .names()
         .filter_map(|n| weights.find(n).map(|t| (n.to_string(), t.shape.clone(), t.data.to_vec())))

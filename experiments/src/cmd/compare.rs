@@ -110,11 +110,9 @@ fn load_cache(file: &Path) -> Result<HashMap<Arch, Evaluation>> {
         return Ok(HashMap::new());
     }
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let rows: Vec<(String, Evaluation)> =
-        serde_json::from_str(&text).with_context(|| format!("{}: not a score cache of canao compare", file.display()))?;
-    rows.into_iter()
-        .map(|(a, e)| Ok((Arch::parse(&a).with_context(|| format!("in {}", file.display()))?, e)))
-        .collect()
+    let rows: Vec<(String, Evaluation)> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a score cache of canao compare", file.display()))?;
+    rows.into_iter().map(|(a, e)| Ok((Arch::parse(&a).with_context(|| format!("in {}", file.display()))?, e))).collect()
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -141,7 +139,13 @@ pub fn run(args: Args) -> Result<()> {
             .progress_chars("=> "),
     );
     bar.set_message(format!("{} distinct archs scored", scores.len()));
-    let memo = Memo { inner: &costs.evaluator, scores: Mutex::new(scores), file: args.cache.as_deref(), unsaved: Mutex::new(0), bar: &bar };
+    let memo = Memo {
+        inner: &costs.evaluator,
+        scores: Mutex::new(scores),
+        file: args.cache.as_deref(),
+        unsaved: Mutex::new(0),
+        bar: &bar,
+    };
     // Enough generations for any budget: the runs stop on their evaluation count.
     let nsga2 = Nsga2Config { generations: args.budget.max(args.reference_budget), ..experiment.search.clone() };
     let config = ComparisonConfig {

@@ -9,7 +9,9 @@ use arch::Arch;
 use compiler::{Batch, CompileOptions, compile};
 use indicatif::{ProgressBar, ProgressStyle};
 use latency::{DeviceProfile, Predictor};
-use search::{Evaluation, Evaluator, RandomSearchConfig, feasible_front, hypervolume, hypervolume_curve, random_search};
+use search::{
+    Evaluation, Evaluator, RandomSearchConfig, feasible_front, hypervolume, hypervolume_curve, random_search,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::cmd::bench::{Budget, time_eager, time_program};
@@ -29,10 +31,14 @@ pub struct ReferenceModel {
 
 /// The default reference models: the sizes of Turc et al.'s compact BERTs.
 pub fn default_references() -> Vec<ReferenceModel> {
-    [("BERT-Tiny size", "L2-H128-A2-F512"), ("BERT-Mini size", "L4-H256-A4-F1024"), ("BERT-Small size", "L4-H512-A8-F2048")]
-        .into_iter()
-        .map(|(label, arch)| ReferenceModel { label: label.into(), arch: arch.into() })
-        .collect()
+    [
+        ("BERT-Tiny size", "L2-H128-A2-F512"),
+        ("BERT-Mini size", "L4-H256-A4-F1024"),
+        ("BERT-Small size", "L4-H512-A8-F2048"),
+    ]
+    .into_iter()
+    .map(|(label, arch)| ReferenceModel { label: label.into(), arch: arch.into() })
+    .collect()
 }
 
 /// An exported model, as `canao run` chose and wrote it.
@@ -85,8 +91,7 @@ fn front_2d(points: &[(f64, f64, bool)]) -> Vec<bool> {
     points
         .iter()
         .map(|&(s, l, feasible)| {
-            feasible
-                && !points.iter().any(|&(s2, l2, f2)| f2 && s2 >= s && l2 <= l && (s2 > s || l2 < l))
+            feasible && !points.iter().any(|&(s2, l2, f2)| f2 && s2 >= s && l2 <= l && (s2 > s || l2 < l))
         })
         .collect()
 }
@@ -133,7 +138,11 @@ fn random_trace(inputs: &Inputs, budget: usize) -> Result<Vec<Evaluation>> {
     if !inputs.quiet {
         eprintln!("random search: {budget} evaluations (the baseline of the progress plot)…");
     }
-    let outcome = random_search(&inputs.costs.space, &inputs.costs.evaluator, &RandomSearchConfig::new(budget, random_seed(inputs.seed)))?;
+    let outcome = random_search(
+        &inputs.costs.space,
+        &inputs.costs.evaluator,
+        &RandomSearchConfig::new(budget, random_seed(inputs.seed)),
+    )?;
     let trace: Vec<(String, Evaluation)> = outcome.cache.entries().map(|(a, e)| (a.to_ron(), e.clone())).collect();
     let saved = Saved { budget, seed: random_seed(inputs.seed), objectives, trace };
     write_atomic(&path, serde_json::to_string(&saved)?.as_bytes())?;
@@ -181,7 +190,14 @@ fn progress(inputs: &Inputs) -> Result<Option<reports::Progress>> {
 fn reference_arch(text: &str, template: &Arch) -> Result<Arch> {
     let named = Arch::parse(text)?;
     let head_dim = if text.contains("-D") { named.head_dim } else { template.head_dim };
-    let arch = Arch { layers: named.layers, hidden: named.hidden, heads: named.heads, ffn: named.ffn, head_dim, ..template.clone() };
+    let arch = Arch {
+        layers: named.layers,
+        hidden: named.hidden,
+        heads: named.heads,
+        ffn: named.ffn,
+        head_dim,
+        ..template.clone()
+    };
     arch.validate()?;
     Ok(arch)
 }
@@ -193,7 +209,13 @@ fn references(inputs: &Inputs, (a, l): (usize, &[usize])) -> Result<Vec<reports:
     let score = |label: &str, arch: &Arch| -> Result<reports::Reference> {
         let text = arch.to_string();
         if let Err(e) = inputs.costs.evaluator.supernet_check(arch) {
-            return Ok(reports::Reference { label: label.into(), arch: text, score: None, latency_ms: vec![], skipped: Some(e.to_string()) });
+            return Ok(reports::Reference {
+                label: label.into(),
+                arch: text,
+                score: None,
+                latency_ms: vec![],
+                skipped: Some(e.to_string()),
+            });
         }
         let e = inputs.costs.evaluator.evaluate(arch).with_context(|| format!("evaluating the reference {text}"))?;
         Ok(reports::Reference {
@@ -254,7 +276,11 @@ fn predictor_check(
         rows: validation
             .rows
             .iter()
-            .map(|r| reports::PredictorRow { arch: r.arch.clone(), predicted_ms: r.predicted_ms, measured_ms: r.measured_ms })
+            .map(|r| reports::PredictorRow {
+                arch: r.arch.clone(),
+                predicted_ms: r.predicted_ms,
+                measured_ms: r.measured_ms,
+            })
             .collect(),
         rmspe: validation.rmspe,
         within_10: validation.within_10,
@@ -365,7 +391,8 @@ pub fn write_report(inputs: Inputs, dir: &Path) -> Result<Option<reports::Writte
     let mut facts = inputs.facts.clone();
     let progress = progress(&inputs)?;
     let references = references(&inputs, (a, &l))?;
-    let profiles: Vec<DeviceProfile> = inputs.devices.iter().map(|(p, _)| DeviceProfile::load(p)).collect::<latency::Result<_>>()?;
+    let profiles: Vec<DeviceProfile> =
+        inputs.devices.iter().map(|(p, _)| DeviceProfile::load(p)).collect::<latency::Result<_>>()?;
     let profile = profiles.first();
     let (mut predictor, mut kernels, mut timed, mut measured_busy) = (None, Vec::new(), Vec::new(), None);
     if let Some(profile) = profile {
@@ -393,7 +420,11 @@ pub fn write_report(inputs: Inputs, dir: &Path) -> Result<Option<reports::Writte
         timed = speedups(&inputs, profile.device.threads.min(available_threads()))?;
         let busy = before.and_then(|b| compiler::timing::CpuSample::now().map(|now| now.others_busy_since(&b)));
         if let Some(busy) = busy {
-            let warning = if busy > compiler::tune::BUSY_LIMIT { " — the measured latencies are inflated: rerun on an idle machine" } else { "" };
+            let warning = if busy > compiler::tune::BUSY_LIMIT {
+                " — the measured latencies are inflated: rerun on an idle machine"
+            } else {
+                ""
+            };
             facts.push(("other processes' CPU use while measuring".into(), format!("{:.0} %{warning}", 100.0 * busy)));
             measured_busy = Some(busy);
         }
@@ -441,4 +472,35 @@ fn device_label(profile: &DeviceProfile) -> String {
 
 fn available_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn front_2d_keeps_feasible_non_dominated_points() {
+        // (score, latency, feasible)
+        let points = [
+            (0.80, 1.0, true),  // front: fastest
+            (0.85, 2.0, true),  // front
+            (0.84, 3.0, true),  // dominated by the previous one
+            (0.90, 0.5, false), // would dominate everything, but infeasible
+            (0.85, 2.0, true),  // equal to a front point: not dominated
+            (0.88, 4.0, true),  // front: most accurate
+        ];
+        assert_eq!(front_2d(&points), vec![true, true, false, false, true, true]);
+    }
+
+    #[test]
+    fn reference_archs_take_the_space_fields_they_do_not_name() {
+        let mut template = Arch::uniform(6, 384, 12, 1536);
+        template.head_dim = 32;
+        template.task = arch::TaskHead::Classification { labels: 2 };
+        let tiny = reference_arch("L2-H128-A2-F512", &template).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((tiny.layers, tiny.hidden, tiny.head_dim, tiny.task), (2, 128, 32, template.task));
+        let explicit = reference_arch("L2-H128-A2-F512-D64", &template).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(explicit.head_dim, 64);
+        assert!(reference_arch("L2-H128", &template).is_err());
+    }
 }

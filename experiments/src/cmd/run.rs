@@ -312,7 +312,9 @@ pub fn run(args: Args) -> Result<()> {
     println!("{}: done in {:.0} s; results in {}", experiment.name, started.elapsed().as_secs_f64(), out.display());
     match &written {
         Some(w) => println!("report: {}", w.dir.join("report.html").display()),
-        None => println!("no report: it plots an Accuracy objective against a Latency objective, and this experiment lacks one"),
+        None => println!(
+            "no report: it plots an Accuracy objective against a Latency objective, and this experiment lacks one"
+        ),
     }
     if args.json {
         print_json(&summary);
@@ -383,7 +385,15 @@ fn export_chosen(
         supernet::export::export(&net, &arch, &tokenizer, &out)?;
         let command = format!("canao infer --model {} --text \"a gorgeous, witty, seductive movie\"", out.display());
         println!("{label}: {arch_text} ({} {score:.4}, {ms:.2} ms) → {}", task.metric_name(), out.display());
-        written.push(Exported { label: label.into(), arch, arch_text, score: *score, latency_ms: *ms, dir: out, run: command });
+        written.push(Exported {
+            label: label.into(),
+            arch,
+            arch_text,
+            score: *score,
+            latency_ms: *ms,
+            dir: out,
+            run: command,
+        });
     }
     Ok(written)
 }
