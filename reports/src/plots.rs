@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -187,6 +188,16 @@ where
         .map_err(fail)
 }
 
+/// The mesh style every figure shares: label sizes and faint minor lines.
+fn styled<'m, 'a, 'b, X, Y, DB>(mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>) -> &'m mut MeshStyle<'a, 'b, X, Y, DB>
+where
+    X: Ranged,
+    Y: Ranged,
+    DB: DrawingBackend,
+{
+    mesh.label_style(text_style(14)).axis_desc_style(text_style(15)).light_line_style(RGBColor(235, 235, 235))
+}
+
 fn text_style(size: u32) -> TextStyle<'static> {
     (FAMILY, size).into_font().color(&BLACK)
 }
@@ -245,15 +256,11 @@ impl Plot for Pareto<'_> {
             .y_label_area_size(64)
             .build_cartesian_2d((x0..x1).log_scale(), y)
             .map_err(fail)?;
-        chart
-            .configure_mesh()
+        styled(&mut chart.configure_mesh())
             .x_labels(30)
             .x_label_formatter(&log_label)
             .x_desc(format!("predicted latency on {} (ms, log scale)", device.name))
             .y_desc(format!("{} dev {} (%)", r.task, r.metric))
-            .label_style(text_style(14))
-            .axis_desc_style(text_style(15))
-            .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(fail)?;
         if let Some(budget) = device.latency_budget_ms {
@@ -340,14 +347,10 @@ impl Plot for ProgressPlot<'_> {
             .y_label_area_size(64)
             .build_cartesian_2d(1.0..n as f64, bottom..101.0)
             .map_err(fail)?;
-        chart
-            .configure_mesh()
+        styled(&mut chart.configure_mesh())
             .x_desc("evaluations")
             .x_label_formatter(&|v| format!("{v:.0}"))
             .y_desc("hypervolume (% of everything evaluated)")
-            .label_style(text_style(14))
-            .axis_desc_style(text_style(15))
-            .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(fail)?;
         let curve = |values: &[f64]| -> Vec<(f64, f64)> {
@@ -393,13 +396,9 @@ impl Plot for Scatter {
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..hi, 0.0..hi)
             .map_err(fail)?;
-        chart
-            .configure_mesh()
+        styled(&mut chart.configure_mesh())
             .x_desc("measured latency (ms)")
             .y_desc("predicted latency (ms)")
-            .label_style(text_style(14))
-            .axis_desc_style(text_style(15))
-            .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(fail)?;
         for (factor, style) in [(1.0, BLACK.stroke_width(1)), (1.1, BAND.stroke_width(1)), (0.9, BAND.stroke_width(1))]
@@ -429,16 +428,7 @@ fn bar_rows<'a, DB: DrawingBackend>(
         .y_label_area_size(12)
         .build_cartesian_2d(0.0..max * 1.18, 0.0..rows.len() as f64)
         .map_err(fail)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(0)
-        .x_desc(x_desc)
-        .label_style(text_style(14))
-        .axis_desc_style(text_style(15))
-        .light_line_style(RGBColor(235, 235, 235))
-        .draw()
-        .map_err(fail)?;
+    styled(&mut chart.configure_mesh()).disable_y_mesh().y_labels(0).x_desc(x_desc).draw().map_err(fail)?;
     // Row i spans [n - i - 1, n - i): the first row on top; its name sits above its bars.
     let n = rows.len() as f64;
     chart

@@ -53,30 +53,7 @@ fn main() -> Result<(), search::Error> {
             comparison.reference_front.len(),
             comparison.reference_hypervolume
         );
-        for run in &comparison.runs {
-            let show = |n: Option<usize>| n.map_or(format!("> {budget}"), |n| n.to_string());
-            println!(
-                "  seed {}: NSGA-II {:>8} ({:.4} of reference at budget), random {:>8} ({:.4})",
-                run.seed,
-                show(run.nsga2),
-                run.nsga2_share,
-                show(run.random),
-                run.random_share
-            );
-        }
-        let (n, r) = (comparison.nsga2(), comparison.random());
-        println!(
-            "  mean evaluations to 99%: NSGA-II {:.0} ({}/{} reached), random {:.0} ({}/{} reached); ratio {:.3}{}  [{:.1} s]",
-            n.mean,
-            n.reached,
-            n.runs,
-            r.mean,
-            r.reached,
-            r.runs,
-            comparison.ratio(),
-            if r.reached < r.runs { " (upper bound: unreached random runs counted at the budget)" } else { "" },
-            start.elapsed().as_secs_f64()
-        );
+        println!("{comparison}  [{:.1} s]", start.elapsed().as_secs_f64());
     }
     Ok(())
 }

@@ -7,6 +7,8 @@
 //! count is the first `n` such that the front of its first `n` evaluations (in evaluation order)
 //! reaches `target × reference hypervolume`.
 
+use std::fmt;
+
 use arch::SearchSpace;
 use serde::{Deserialize, Serialize};
 
@@ -93,11 +95,56 @@ impl Comparison {
         self.nsga2().mean / self.random().mean
     }
 
+    /// What [`Comparison::ratio`] is, given that a run that missed the target counts at the
+    /// budget: exact, an upper bound (only random runs missed), a lower bound (only NSGA-II runs
+    /// missed), or neither (runs of both missed).
+    pub fn ratio_kind(&self) -> &'static str {
+        let (n, r) = (self.nsga2(), self.random());
+        match (n.reached == n.runs, r.reached == r.runs) {
+            (true, true) => "exact",
+            (true, false) => "upper bound",
+            (false, true) => "lower bound",
+            (false, false) => "no bound",
+        }
+    }
+
     fn summary(&self, count: impl Fn(&SeedResult) -> Option<usize>) -> Summary {
         let counts: Vec<usize> = self.runs.iter().map(|r| count(r).unwrap_or(self.budget)).collect();
         let reached = self.runs.iter().filter(|r| count(r).is_some()).count();
         let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
         Summary { mean, reached, runs: self.runs.len() }
+    }
+}
+
+/// One line per seed, then the means and the ratio with what it is.
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |n: Option<usize>| n.map_or(format!("> {}", self.budget), |n| n.to_string());
+        for run in &self.runs {
+            writeln!(
+                f,
+                "  seed {}: NSGA-II {:>6} evaluations ({:.4} of the reference at the budget), random {:>6} ({:.4})",
+                run.seed,
+                show(run.nsga2),
+                run.nsga2_share,
+                show(run.random),
+                run.random_share
+            )?;
+        }
+        let (n, r) = (self.nsga2(), self.random());
+        write!(
+            f,
+            "mean evaluations to {:.0} %: NSGA-II {:.1} ({}/{} reached), random {:.1} ({}/{} reached); ratio {:.3} ({}; runs that missed count at the budget)",
+            100.0 * self.target,
+            n.mean,
+            n.reached,
+            n.runs,
+            r.mean,
+            r.reached,
+            r.runs,
+            self.ratio(),
+            self.ratio_kind()
+        )
     }
 }
 
@@ -187,6 +234,9 @@ mod tests {
         }
         assert_eq!(comparison.nsga2().runs, 2);
         assert!(comparison.ratio() > 0.0);
+        let text = comparison.to_string();
+        assert_eq!(text.lines().count(), 3, "a line per seed and the means: {text}");
+        assert!(text.contains(comparison.ratio_kind()), "{text}");
         // Deterministic: the same config gives the same comparison.
         assert_eq!(compare_with_random(&space, &evaluator, &config).unwrap(), comparison);
     }

@@ -106,6 +106,16 @@ enum Axis {
     Cols,
 }
 
+/// Which permutation of an [`Order`] a tensor axis takes.
+#[derive(Clone, Copy)]
+enum Perm {
+    Hidden,
+    /// The heads of a layer (blocks of `head_dim`).
+    Heads(usize),
+    /// The FFN neurons of a layer.
+    Neurons(usize),
+}
+
 /// Permutes the rows or columns of a `[rows, cols]` tensor (a vector is one column of rows) in
 /// blocks of `block`: `new block i = old block order[i]`.
 fn permute(t: &mut Named, axis: Axis, order: &[usize], block: usize) {
@@ -134,46 +144,45 @@ fn permute(t: &mut Named, axis: Axis, order: &[usize], block: usize) {
 pub fn apply(tensors: &mut [Named], max: &Arch, order: &Order) -> Result<(), ModelError> {
     let p = prefix(max);
     let hd = max.head_dim;
-    // (name, axis, which permutation: 'h' hidden, 'a' heads of layer, 'f' neurons of layer)
-    let mut plan: Vec<(String, Axis, char, usize)> = Vec::new();
+    let mut plan: Vec<(String, Axis, Perm)> = Vec::new();
     for table in ["word_embeddings", "position_embeddings", "token_type_embeddings"] {
-        plan.push((format!("{p}embeddings.{table}.weight"), Axis::Cols, 'h', 0));
+        plan.push((format!("{p}embeddings.{table}.weight"), Axis::Cols, Perm::Hidden));
     }
-    let norm = |plan: &mut Vec<(String, Axis, char, usize)>, name: &str| {
-        plan.push((format!("{name}.weight"), Axis::Rows, 'h', 0));
-        plan.push((format!("{name}.bias"), Axis::Rows, 'h', 0));
+    let norm = |plan: &mut Vec<(String, Axis, Perm)>, name: &str| {
+        plan.push((format!("{name}.weight"), Axis::Rows, Perm::Hidden));
+        plan.push((format!("{name}.bias"), Axis::Rows, Perm::Hidden));
     };
     norm(&mut plan, &format!("{p}embeddings.LayerNorm"));
     for l in 0..max.layers {
         let q = format!("{p}encoder.layer.{l}");
         for proj in ["query", "key", "value"] {
-            plan.push((format!("{q}.attention.self.{proj}.weight"), Axis::Cols, 'h', l));
-            plan.push((format!("{q}.attention.self.{proj}.weight"), Axis::Rows, 'a', l));
-            plan.push((format!("{q}.attention.self.{proj}.bias"), Axis::Rows, 'a', l));
+            plan.push((format!("{q}.attention.self.{proj}.weight"), Axis::Cols, Perm::Hidden));
+            plan.push((format!("{q}.attention.self.{proj}.weight"), Axis::Rows, Perm::Heads(l)));
+            plan.push((format!("{q}.attention.self.{proj}.bias"), Axis::Rows, Perm::Heads(l)));
         }
-        plan.push((format!("{q}.attention.output.dense.weight"), Axis::Rows, 'h', l));
-        plan.push((format!("{q}.attention.output.dense.weight"), Axis::Cols, 'a', l));
-        plan.push((format!("{q}.attention.output.dense.bias"), Axis::Rows, 'h', l));
+        plan.push((format!("{q}.attention.output.dense.weight"), Axis::Rows, Perm::Hidden));
+        plan.push((format!("{q}.attention.output.dense.weight"), Axis::Cols, Perm::Heads(l)));
+        plan.push((format!("{q}.attention.output.dense.bias"), Axis::Rows, Perm::Hidden));
         norm(&mut plan, &format!("{q}.attention.output.LayerNorm"));
-        plan.push((format!("{q}.intermediate.dense.weight"), Axis::Cols, 'h', l));
-        plan.push((format!("{q}.intermediate.dense.weight"), Axis::Rows, 'f', l));
-        plan.push((format!("{q}.intermediate.dense.bias"), Axis::Rows, 'f', l));
-        plan.push((format!("{q}.output.dense.weight"), Axis::Rows, 'h', l));
-        plan.push((format!("{q}.output.dense.weight"), Axis::Cols, 'f', l));
-        plan.push((format!("{q}.output.dense.bias"), Axis::Rows, 'h', l));
+        plan.push((format!("{q}.intermediate.dense.weight"), Axis::Cols, Perm::Hidden));
+        plan.push((format!("{q}.intermediate.dense.weight"), Axis::Rows, Perm::Neurons(l)));
+        plan.push((format!("{q}.intermediate.dense.bias"), Axis::Rows, Perm::Neurons(l)));
+        plan.push((format!("{q}.output.dense.weight"), Axis::Rows, Perm::Hidden));
+        plan.push((format!("{q}.output.dense.weight"), Axis::Cols, Perm::Neurons(l)));
+        plan.push((format!("{q}.output.dense.bias"), Axis::Rows, Perm::Hidden));
         norm(&mut plan, &format!("{q}.output.LayerNorm"));
     }
-    plan.push((format!("{p}pooler.dense.weight"), Axis::Rows, 'h', 0));
-    plan.push((format!("{p}pooler.dense.weight"), Axis::Cols, 'h', 0));
-    plan.push((format!("{p}pooler.dense.bias"), Axis::Rows, 'h', 0));
+    plan.push((format!("{p}pooler.dense.weight"), Axis::Rows, Perm::Hidden));
+    plan.push((format!("{p}pooler.dense.weight"), Axis::Cols, Perm::Hidden));
+    plan.push((format!("{p}pooler.dense.bias"), Axis::Rows, Perm::Hidden));
     if max.task != TaskHead::Embedding {
-        plan.push(("classifier.weight".into(), Axis::Cols, 'h', 0));
+        plan.push(("classifier.weight".into(), Axis::Cols, Perm::Hidden));
     }
-    for (name, axis, which, l) in plan {
+    for (name, axis, which) in plan {
         let (perm, block) = match which {
-            'h' => (&order.hidden, 1),
-            'a' => (&order.heads[l], hd),
-            _ => (&order.neurons[l], 1),
+            Perm::Hidden => (&order.hidden, 1),
+            Perm::Heads(l) => (&order.heads[l], hd),
+            Perm::Neurons(l) => (&order.neurons[l], 1),
         };
         let t = tensors
             .iter_mut()

@@ -14,10 +14,10 @@ use serde_json::json;
 use crate::io::{parse_arch, print_json, tuning_cache, write_atomic};
 
 /// A progress bar fed by the latency crate's progress callbacks.
-struct Bar(Option<ProgressBar>);
+pub struct Bar(Option<ProgressBar>);
 
 impl Bar {
-    fn new(quiet: bool) -> Bar {
+    pub fn new(quiet: bool) -> Bar {
         Bar((!quiet).then(|| {
             let bar = ProgressBar::new(1);
             bar.set_style(
@@ -28,14 +28,14 @@ impl Bar {
             bar
         }))
     }
-    fn update(&self, p: Progress) {
+    pub fn update(&self, p: Progress) {
         if let Some(bar) = &self.0 {
             bar.set_message(p.stage);
             bar.set_length(p.total as u64);
             bar.set_position(p.done as u64);
         }
     }
-    fn finish(&self) {
+    pub fn finish(&self) {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }

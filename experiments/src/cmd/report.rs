@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use arch::Arch;
 use compiler::{Batch, CompileOptions, compile};
-use indicatif::{ProgressBar, ProgressStyle};
+use latency::calibrate::Progress;
 use latency::{DeviceProfile, Predictor};
 use search::{
     Evaluation, Evaluator, RandomSearchConfig, feasible_front, hypervolume, hypervolume_curve, random_search,
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cmd::bench::{Budget, time_eager, time_program};
 use crate::cmd::infer::load_checkpoint;
+use crate::cmd::latency::Bar;
 use crate::cmd::search::{Costs, SearchRun};
 use crate::io::write_atomic;
 
@@ -94,19 +95,6 @@ fn front_2d(points: &[(f64, f64, bool)]) -> Vec<bool> {
             feasible && !points.iter().any(|&(s2, l2, f2)| f2 && s2 >= s && l2 <= l && (s2 > s || l2 < l))
         })
         .collect()
-}
-
-fn spinner(quiet: bool, what: &str, total: usize) -> Option<ProgressBar> {
-    (!quiet).then(|| {
-        let bar = ProgressBar::new(total as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed_precise}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message(what.to_string());
-        bar
-    })
 }
 
 /// Random search's seed: its own stream, so that its first draws are not NSGA-II's initial
@@ -261,15 +249,9 @@ fn predictor_check(
         ));
         return Ok(None);
     }
-    let bar = spinner(inputs.quiet, "measuring the predictor", archs.len());
-    let validation = latency::validate::validate(profile, archs, &mut |p| {
-        if let Some(bar) = &bar {
-            bar.set_position(p.done as u64);
-        }
-    })?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let bar = Bar::new(inputs.quiet);
+    let validation = latency::validate::validate(profile, archs, &mut |p| bar.update(p))?;
+    bar.finish();
     Ok(Some(reports::PredictorCheck {
         device: device_label(profile),
         machine: format!("{here}, {} threads", profile.device.threads),
@@ -315,9 +297,11 @@ fn breakdown(profile: &DeviceProfile, exported: &[Exported]) -> Result<Vec<repor
 /// sequence of the arch's length.
 fn speedups(inputs: &Inputs, threads: usize) -> Result<Vec<reports::Speedup>> {
     let budget = Budget { warmup: 3, runs: 10, min_secs: 0.5 };
-    let bar = spinner(inputs.quiet, "compiled against burn eager", inputs.exported.len());
+    let bar = Bar::new(inputs.quiet);
+    let total = inputs.exported.len();
     let mut out = Vec::new();
-    for e in inputs.exported {
+    for (done, e) in inputs.exported.iter().enumerate() {
+        bar.update(Progress { stage: "speed-ups", done, total });
         let checkpoint = load_checkpoint(&e.dir)?;
         // The exported model's own arch: the searched one with the task head it was exported with.
         let arch = &checkpoint.config.to_arch(e.arch.seq_len).with_context(|| format!("in {}", e.dir.display()))?;
@@ -338,13 +322,8 @@ fn speedups(inputs: &Inputs, threads: usize) -> Result<Vec<reports::Speedup>> {
             eager_ms: eager.median_ms,
             threads,
         });
-        if let Some(bar) = &bar {
-            bar.inc(1);
-        }
     }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    bar.finish();
     Ok(out)
 }
 

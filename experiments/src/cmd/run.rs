@@ -10,7 +10,7 @@ use search::Nsga2Config;
 use serde::Deserialize;
 use serde_json::json;
 use supernet::data::Task;
-use supernet::{TrainConfig, teacher};
+use supernet::{Supernet, TrainConfig, teacher};
 
 use crate::cmd::report::{Exported, Inputs, ReferenceModel, default_references, write_report};
 use crate::cmd::search::{Constraint, Objective, SearchExperiment, costs, run_search};
@@ -227,13 +227,12 @@ pub fn run(args: Args) -> Result<()> {
     let search_seconds = t.elapsed().as_secs_f64();
     stages.push(json!({"stage": "search", "resumed": resume, "seconds": search_seconds}));
     let teacher_dev = results.get("teacher").and_then(|r| r["dev"].as_f64());
-    let chosen = export_chosen(
-        &searched.summary,
-        teacher_dev,
-        experiment.task,
-        &Stage::Supernet.dir(&out).join("model"),
-        &out.join("export"),
-    )?;
+    let chosen = match costs.evaluator.supernet() {
+        Some(supernet) => {
+            export_chosen(&searched.summary, teacher_dev, experiment.task, supernet, &out.join("export"))?
+        }
+        None => vec![],
+    };
 
     // The report: a front per Latency objective's device, with the budget on that device.
     let t = Instant::now();
@@ -325,12 +324,13 @@ pub fn run(args: Args) -> Result<()> {
 /// Exports the chosen points of a front whose objectives include the dev score (`…_dev_…`) and a
 /// latency (`latency_ms…`): the most accurate, the fastest within one point of the teacher, and
 /// the knee (the point farthest from the line between the front's extremes, both axes scaled to
-/// [0, 1]). Returns what was written, with the command that runs each.
+/// [0, 1]). The subnets come from `net` (the supernet the Accuracy objective scored) with its
+/// `tokenizer`. Returns what was written, with the command that runs each.
 fn export_chosen(
     front: &serde_json::Value,
     teacher_dev: Option<f64>,
     task: Task,
-    supernet: &Path,
+    (net, tokenizer): (&Supernet, &Path),
     dir: &Path,
 ) -> Result<Vec<Exported>> {
     let names: Vec<&str> = front["objectives"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
@@ -376,13 +376,12 @@ fn export_chosen(
     }) {
         picks.push(("knee", knee));
     }
-    let (net, tokenizer) = crate::cmd::train::load_supernet(Some(supernet.to_path_buf()), task)?;
     let mut written = Vec::new();
     for (label, (arch_ron, score, ms)) in picks {
         let arch = arch::Arch::parse(arch_ron)?;
         let arch_text = arch.to_string();
         let out = dir.join(label);
-        supernet::export::export(&net, &arch, &tokenizer, &out)?;
+        supernet::export::export(net, &arch, tokenizer, &out)?;
         let command = format!("canao infer --model {} --text \"a gorgeous, witty, seductive movie\"", out.display());
         println!("{label}: {arch_text} ({} {score:.4}, {ms:.2} ms) → {}", task.metric_name(), out.display());
         written.push(Exported {

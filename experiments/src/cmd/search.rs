@@ -89,6 +89,8 @@ enum Measure {
 /// A trained supernet and the dev split it scores archs on.
 struct AccuracyJudge {
     net: Supernet,
+    /// The supernet's tokenizer.json.
+    tokenizer: PathBuf,
     task: Task,
     dev: Vec<Encoded>,
     pad: u32,
@@ -100,7 +102,7 @@ impl AccuracyJudge {
         let encoder = Encoder::from_file(&tokenizer, net.max.max_positions.min(128))?;
         let data_dir = data::data_dir(data_dir)?;
         let dev = encoder.encode(&data::load(task, &data_dir, Split::Dev)?)?;
-        Ok(AccuracyJudge { net, task, dev, pad: encoder.pad })
+        Ok(AccuracyJudge { net, tokenizer, task, dev, pad: encoder.pad })
     }
 }
 
@@ -113,6 +115,11 @@ pub struct CostEvaluator {
 }
 
 impl CostEvaluator {
+    /// The Accuracy objective's supernet and its tokenizer.json, when there is one.
+    pub fn supernet(&self) -> Option<(&Supernet, &Path)> {
+        self.accuracy.as_ref().map(|j| (&j.net, j.tokenizer.as_path()))
+    }
+
     /// Whether the Accuracy objective's supernet can score `arch` (always, without one).
     pub fn supernet_check(&self, arch: &Arch) -> Result<(), supernet::ModelError> {
         self.accuracy.as_ref().map_or(Ok(()), |j| j.net.check(arch))
