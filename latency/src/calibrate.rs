@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use arch::{Arch, SearchSpace};
-use compiler::timing::{summarize, time_runs};
+use compiler::timing::{Timing, summarize, time_runs};
 use compiler::{Batch, CompileOptions, KernelKey, PassSelection, Tuning, Weights, compile, passes};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::features::{feature_names, features};
 use crate::models::fit_kind;
-use crate::profile::{Device, DeviceProfile, FusionRule, KernelSample, ProgramSample};
+use crate::profile::{CacheTerm, Device, DeviceProfile, FusionRule, KernelSample, ProgramSample};
 use crate::{Error, Result};
 
 /// How to calibrate.
@@ -140,20 +140,50 @@ fn interleaved(runners: &mut [Runner]) -> Result<Vec<f64>> {
     Ok(best)
 }
 
+/// Passes of end-to-end measurement over all archs, every other one in reverse order.
+pub(crate) const PASSES: usize = 2;
+
 /// End-to-end milliseconds of every arch compiled with `options`, measured in interleaved
-/// batches; `progress` is told after each batch.
+/// batches; `progress` is told after each batch, with the archs measured so far over all passes.
+///
+/// A slow spell of a shared machine can outlast a batch's rounds and land on its eight programs
+/// together. So every arch is measured in [`PASSES`] passes, the second in reverse order (an
+/// arch measured late in the first pass comes early in the second, next to other neighbours),
+/// and keeps its fastest pass, in keeping with [`ROUNDS`].
 pub fn measure_end_to_end(
     archs: &[Arch],
     options: &CompileOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(archs.len());
-    for chunk in archs.chunks(BATCH) {
-        let mut runners = chunk.iter().map(|a| Runner::new(a, options)).collect::<Result<Vec<_>>>()?;
-        out.extend(interleaved(&mut runners)?);
-        progress(out.len());
+    let mut best = vec![f64::INFINITY; archs.len()];
+    let mut done = 0;
+    for pass in 0..PASSES {
+        end_to_end_pass(archs, pass % 2 == 1, options, &mut best, &mut |n| {
+            done += n;
+            progress(done)
+        })?;
     }
-    Ok(out)
+    Ok(best)
+}
+
+/// One pass of [`measure_end_to_end`], forward or in reverse order, lowering each arch's entry
+/// of `best` to what this pass measured; `progress` is told each batch's size.
+fn end_to_end_pass(
+    archs: &[Arch],
+    reverse: bool,
+    options: &CompileOptions,
+    best: &mut [f64],
+    progress: &mut dyn FnMut(usize),
+) -> Result<()> {
+    let order: Vec<usize> = if reverse { (0..archs.len()).rev().collect() } else { (0..archs.len()).collect() };
+    for chunk in order.chunks(BATCH) {
+        let mut runners = chunk.iter().map(|&i| Runner::new(&archs[i], options)).collect::<Result<Vec<_>>>()?;
+        for (&i, ms) in chunk.iter().zip(interleaved(&mut runners)?) {
+            best[i] = best[i].min(ms);
+        }
+        progress(chunk.len());
+    }
+    Ok(())
 }
 
 /// Fusion rules after nn-Meter's pairwise test, at pass granularity: each rewriting pass is
@@ -205,8 +235,8 @@ pub fn calibrate(
     for (b, chunk) in archs.chunks(BATCH).enumerate() {
         progress(Progress { stage: "kernels", done: b * BATCH, total: archs.len() });
         let mut runners = chunk.iter().map(|a| Runner::new(a, &compile_options)).collect::<Result<Vec<_>>>()?;
-        for runner in &mut runners {
-            let best = profile_kernels(runner)?;
+        let timings = profile_kernels(&mut runners)?;
+        for (runner, best) in runners.iter().zip(timings) {
             for (kernel, t) in runner.program.kernels().iter().zip(&best) {
                 let entry =
                     by_key.entry(kernel.key.to_string()).or_insert_with(|| (kernel.key.clone(), vec![], vec![]));
@@ -217,6 +247,12 @@ pub fn calibrate(
         e2e.extend(interleaved(&mut runners)?);
     }
     progress(Progress { stage: "kernels", done: archs.len(), total: archs.len() });
+    // The programs' second end-to-end pass (see [`measure_end_to_end`]), in reverse order.
+    let mut done = 0;
+    end_to_end_pass(&archs, true, &compile_options, &mut e2e, &mut |n| {
+        done += n;
+        progress(Progress { stage: "programs", done, total: archs.len() })
+    })?;
 
     for (_, (key, mut medians, spreads)) in by_key {
         // The kernel's latency is its fastest occurrence's (see [`ROUNDS`]).
@@ -238,65 +274,172 @@ pub fn calibrate(
     Ok(profile)
 }
 
-/// Kernel timings of one program: rounds of 5 profiled runs, each kernel keeping its fastest
-/// round (see [`ROUNDS`]), until a round improves the summed kernel times by less than 1 %
-/// (at least 4 rounds, at most 8); a kernel whose spread stays wide is re-measured in a round
+/// Kernel timings of each program of a batch: rounds of 5 profiled runs, the programs taking
+/// turns (as in [`interleaved`]: a slow spell of the machine spreads over the batch instead of
+/// landing on every kernel of one program), each kernel keeping its fastest round (see
+/// [`ROUNDS`]); a program stops once a round improves its summed kernel times by less than 1 %
+/// (at least 4 rounds, at most 8). A kernel whose spread stays wide is re-measured in a round
 /// of 9.
-fn profile_kernels(runner: &mut Runner) -> Result<Vec<compiler::timing::Timing>> {
-    let mut best: Vec<compiler::timing::Timing> = Vec::new();
-    let mut last_total = f64::INFINITY;
+fn profile_kernels(runners: &mut [Runner]) -> Result<Vec<Vec<Timing>>> {
+    let mut best: Vec<Vec<Timing>> = vec![Vec::new(); runners.len()];
+    let mut last_total = vec![f64::INFINITY; runners.len()];
+    let mut settled = vec![false; runners.len()];
     for round in 0..8 {
-        let timings = runner.program.profile(&runner.input, 5)?;
-        if best.is_empty() {
-            best = timings;
-        } else {
-            for (b, t) in best.iter_mut().zip(timings) {
-                if t.median_ms < b.median_ms {
-                    *b = t;
-                }
+        for (i, runner) in runners.iter_mut().enumerate() {
+            if settled[i] {
+                continue;
             }
+            keep_fastest(&mut best[i], runner.program.profile(&runner.input, 5)?);
+            let total: f64 = best[i].iter().map(|t| t.median_ms).sum();
+            settled[i] = round >= 3 && (last_total[i] - total) / total < 0.01;
+            last_total[i] = total;
         }
-        let total: f64 = best.iter().map(|t| t.median_ms).sum();
-        if round >= 3 && (last_total - total) / total < 0.01 {
+        if settled.iter().all(|&s| s) {
             break;
         }
-        last_total = total;
     }
-    if best.iter().any(|t| t.p90_ms > 1.5 * t.p10_ms && t.median_ms > 0.01) {
-        let again = runner.program.profile(&runner.input, 9)?;
-        for (b, t) in best.iter_mut().zip(again) {
-            if t.median_ms < b.median_ms {
-                *b = t;
-            }
+    for (runner, best) in runners.iter_mut().zip(&mut best) {
+        if best.iter().any(|t| t.p90_ms > 1.5 * t.p10_ms && t.median_ms > 0.01) {
+            keep_fastest(best, runner.program.profile(&runner.input, 9)?);
         }
     }
     Ok(best)
 }
 
-/// `measured ≈ scale · sum + overhead`, least squares on relative error, `scale` and `overhead`
-/// kept non-negative.
-pub fn fit_program_terms(sums: &[f64], measured: &[f64]) -> (f64, f64) {
-    // Normal equations of Σ ((s·a + b - m)/m)².
-    let (mut saa, mut sab, mut sbb, mut sam, mut sbm) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for (&s, &m) in sums.iter().zip(measured) {
-        let w = 1.0 / (m * m).max(1e-18);
-        saa += w * s * s;
-        sab += w * s;
-        sbb += w;
-        sam += w * s * m;
-        sbm += w * m;
+/// Keeps, per kernel, the faster of `best` and `timings` (all of `timings` when `best` is empty).
+fn keep_fastest(best: &mut Vec<Timing>, timings: Vec<Timing>) {
+    if best.is_empty() {
+        *best = timings;
+        return;
     }
-    let det = saa * sbb - sab * sab;
-    if det.abs() < 1e-300 || sums.len() < 3 {
-        return (1.0, 0.0);
+    for (b, t) in best.iter_mut().zip(timings) {
+        if t.median_ms < b.median_ms {
+            *b = t;
+        }
     }
-    let scale = (sam * sbb - sab * sbm) / det;
-    let overhead = (saa * sbm - sab * sam) / det;
-    if overhead < 0.0 {
+}
+
+/// One calibration program, as the program-level terms see it.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgramPoint {
+    /// The sum of its kernels' predicted latencies.
+    pub sum_ms: f64,
+    /// Its GEMM weights, MiB ([`crate::predict::weights_mib`]).
+    pub weights_mib: f64,
+    pub measured_ms: f64,
+}
+
+/// The program-level terms of a profile and how well they fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgramTerms {
+    pub scale: f64,
+    pub overhead_ms: f64,
+    pub cache: Option<CacheTerm>,
+    /// Root mean square relative error on the points fitted.
+    pub rmspe: f64,
+}
+
+/// Footprints tried for the cache term, MiB: from a core's L2 to beyond a server's L3.
+const FOOTPRINTS_MIB: [f64; 8] = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+/// A cache term is kept only when it cuts the relative error of the fit by at least this share,
+/// and only at a footprint that at least this many points lie below.
+const CACHE_TERM_GAIN: f64 = 0.1;
+const CACHE_TERM_POINTS: usize = 4;
+
+/// `measured ≈ overhead + sum · (scale + cache term)`, least squares on relative error: first
+/// without a cache term, then with one at each footprint of [`FOOTPRINTS_MIB`], keeping the
+/// cache term only where it clearly helps. `scale` and `overhead` stay non-negative.
+pub fn fit_program_terms(points: &[ProgramPoint]) -> ProgramTerms {
+    let plain = fit_terms(points, None);
+    let with_cache = FOOTPRINTS_MIB
+        .iter()
+        .filter(|&&f| points.iter().filter(|p| p.weights_mib < f).count() >= CACHE_TERM_POINTS)
+        .filter_map(|&f| fit_terms(points, Some(f)))
+        .min_by(|a, b| a.rmspe.total_cmp(&b.rmspe));
+    let plain = plain.unwrap_or(ProgramTerms { scale: 1.0, overhead_ms: 0.0, cache: None, rmspe: f64::NAN });
+    match with_cache {
+        Some(c) if c.rmspe < (1.0 - CACHE_TERM_GAIN) * plain.rmspe => c,
+        _ => plain,
+    }
+}
+
+/// Weighted least squares of one form of the program terms; `None` when the points cannot
+/// determine it.
+fn fit_terms(points: &[ProgramPoint], footprint: Option<f64>) -> Option<ProgramTerms> {
+    let cache = |factor| footprint.map(|f| CacheTerm { footprint_mib: f, factor });
+    let columns = |p: &ProgramPoint, intercept: bool| {
+        let mut x = vec![p.sum_ms];
+        if intercept {
+            x.push(1.0);
+        }
+        if let Some(term) = cache(1.0) {
+            x.push(p.sum_ms * term.at(p.weights_mib));
+        }
+        x
+    };
+    let solve_with = |intercept: bool| {
+        let rows: Vec<Vec<f64>> = points.iter().map(|p| columns(p, intercept)).collect();
+        let ys: Vec<f64> = points.iter().map(|p| p.measured_ms).collect();
+        least_squares_relative(&rows, &ys)
+    };
+    let mut coef = solve_with(true)?;
+    if coef[1] < 0.0 {
         // Refit through the origin.
-        return ((sam / saa).max(0.0), 0.0);
+        coef = solve_with(false)?;
+        coef.insert(1, 0.0);
     }
-    (scale.max(0.0), overhead)
+    let terms = ProgramTerms {
+        scale: coef[0].max(0.0),
+        overhead_ms: coef[1],
+        cache: cache(coef.get(2).copied().unwrap_or(0.0)),
+        rmspe: 0.0,
+    };
+    let errors: Vec<f64> = points
+        .iter()
+        .map(|p| {
+            let scale = terms.scale + terms.cache.as_ref().map_or(0.0, |c| c.at(p.weights_mib));
+            (terms.overhead_ms + scale * p.sum_ms - p.measured_ms) / p.measured_ms
+        })
+        .collect();
+    let rmspe = (errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64).sqrt();
+    Some(ProgramTerms { rmspe, ..terms })
+}
+
+/// The coefficients `c` minimising `Σ ((x·c − y) / y)²`, from the normal equations; `None` when
+/// there are fewer points than coefficients or the system is singular.
+fn least_squares_relative(rows: &[Vec<f64>], ys: &[f64]) -> Option<Vec<f64>> {
+    let n = rows.first()?.len();
+    if rows.len() < n + 1 {
+        return None;
+    }
+    // The augmented normal equations [XᵀWX | XᵀWy], W = diag(1/y²).
+    let mut a = vec![vec![0.0; n + 1]; n];
+    for (x, &y) in rows.iter().zip(ys) {
+        let w = 1.0 / (y * y).max(1e-18);
+        for i in 0..n {
+            for j in 0..n {
+                a[i][j] += w * x[i] * x[j];
+            }
+            a[i][n] += w * x[i] * y;
+        }
+    }
+    // Gaussian elimination with partial pivoting.
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-12 * a.iter().map(|r| r[col].abs()).fold(0.0, f64::max).max(1e-300) {
+            return None;
+        }
+        a.swap(col, pivot);
+        for row in 0..n {
+            if row != col {
+                let f = a[row][col] / a[col][col];
+                for k in col..=n {
+                    a[row][k] -= f * a[col][k];
+                }
+            }
+        }
+    }
+    Some((0..n).map(|i| a[i][n] / a[i][i]).collect())
 }
 
 /// Fits one model per kernel kind from the profile's samples, then the program-level terms.
@@ -319,22 +462,63 @@ pub fn fit_models(profile: &mut DeviceProfile) -> Result<()> {
     fit_programs(profile)
 }
 
-/// Fits the program-level terms (`scale`, `overhead_ms`) on the profile's end-to-end samples,
+/// Fits the program-level terms (`scale`, `overhead_ms`, `cache`) on the profile's end-to-end samples,
 /// against the kernel models' own predictions (what prediction sums). Without end-to-end samples
 /// (an import without them) the terms stay at scale 1 and the given overhead.
 fn fit_programs(profile: &mut DeviceProfile) -> Result<()> {
     if profile.programs.len() < 3 {
         return Ok(());
     }
-    (profile.scale, profile.overhead_ms) = (1.0, 0.0);
     let predictor = crate::Predictor::new(profile);
-    let mut sums = Vec::new();
-    let mut measured = Vec::new();
+    let mut points = Vec::new();
     for p in &profile.programs {
-        let arch = Arch::parse(&p.arch)?;
-        sums.push(predictor.predict_ms(&arch)?);
-        measured.push(p.measured_ms);
+        let (sum_ms, weights_mib) = predictor.kernel_sum(&Arch::parse(&p.arch)?)?;
+        points.push(ProgramPoint { sum_ms, weights_mib, measured_ms: p.measured_ms });
     }
-    (profile.scale, profile.overhead_ms) = fit_program_terms(&sums, &measured);
+    let terms = fit_program_terms(&points);
+    (profile.scale, profile.overhead_ms, profile.cache) = (terms.scale, terms.overhead_ms, terms.cache);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Points of programs from 0.2 to 40 MiB whose latency follows `overhead + sum · scale(W)`,
+    /// with a deterministic ±1 % wobble.
+    fn points(overhead: f64, scale: f64, cache: Option<CacheTerm>) -> Vec<ProgramPoint> {
+        (0..40)
+            .map(|i| {
+                let weights_mib = 0.2 + i as f64;
+                let sum_ms = 0.5 + 0.4 * weights_mib;
+                let factor = scale + cache.as_ref().map_or(0.0, |c| c.at(weights_mib));
+                let wobble = 1.0 + 0.01 * ((i * 7 % 5) as f64 - 2.0) / 2.0;
+                ProgramPoint { sum_ms, weights_mib, measured_ms: (overhead + factor * sum_ms) * wobble }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn program_terms_recover_a_cache_effect() {
+        let truth = CacheTerm { footprint_mib: 8.0, factor: -0.08 };
+        let fit = fit_program_terms(&points(0.05, 1.03, Some(truth.clone())));
+        let cache = fit.cache.clone().expect("a cache term");
+        assert_eq!(cache.footprint_mib, truth.footprint_mib);
+        assert!((cache.factor - truth.factor).abs() < 0.02, "{fit:?}");
+        assert!((fit.scale - 1.03).abs() < 0.01 && (fit.overhead_ms - 0.05).abs() < 0.02, "{fit:?}");
+        assert!(fit.rmspe < 0.012, "{fit:?}");
+    }
+
+    #[test]
+    fn program_terms_add_no_cache_term_where_there_is_none() {
+        let fit = fit_program_terms(&points(0.05, 1.03, None));
+        assert_eq!(fit.cache, None, "{fit:?}");
+        assert!((fit.scale - 1.03).abs() < 0.01 && (fit.overhead_ms - 0.05).abs() < 0.02, "{fit:?}");
+    }
+
+    #[test]
+    fn program_terms_fall_back_to_the_identity_without_points() {
+        let fit = fit_program_terms(&[]);
+        assert_eq!((fit.scale, fit.overhead_ms, fit.cache), (1.0, 0.0, None));
+    }
 }

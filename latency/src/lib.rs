@@ -21,4 +21,4 @@ pub mod validate;
 
 pub use error::{Error, Result};
 pub use predict::{Prediction, Predictor};
-pub use profile::{Device, DeviceProfile, FusionRule, KernelSample, ProgramSample};
+pub use profile::{CacheTerm, Device, DeviceProfile, FusionRule, KernelSample, ProgramSample};

@@ -83,6 +83,24 @@ pub struct FusionRule {
     pub speedup: f64,
 }
 
+/// The program-level factor of small programs: a program whose GEMM weights take `W` MiB runs
+/// with the factor `scale + factor · max(0, 1 − W / footprint_mib)` on the sum of its kernels.
+/// On a CPU whose last-level cache holds a small program's weights from one run to the next, its
+/// GEMMs stop waiting for memory; `factor` is then negative. Fitted, with `footprint_mib` chosen
+/// from a grid, on the calibration archs' end-to-end latencies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheTerm {
+    pub footprint_mib: f64,
+    pub factor: f64,
+}
+
+impl CacheTerm {
+    /// The term added to `scale` for a program of `weights_mib`.
+    pub fn at(&self, weights_mib: f64) -> f64 {
+        self.factor * (1.0 - weights_mib / self.footprint_mib).max(0.0)
+    }
+}
+
 /// A device's latency profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceProfile {
@@ -104,7 +122,8 @@ pub struct DeviceProfile {
     pub programs: Vec<ProgramSample>,
     /// Kernel kind (as [`KernelKey::kind`] spells it) → model.
     pub models: BTreeMap<String, KindModel>,
-    /// End-to-end latency is predicted as `scale · Σ kernel latencies + overhead_ms`: the fixed
+    /// End-to-end latency is predicted as `scale · Σ kernel latencies + overhead_ms` (with
+    /// [`Self::cache`]'s term added to `scale` for small programs): the fixed
     /// cost of a program beyond its kernels (dispatch, thread wake-ups), and the factor between
     /// a whole program's median and the sum of its kernels' medians (interference between
     /// kernels, and the tail a median of sums keeps but a sum of medians drops). Both are fitted
@@ -112,11 +131,22 @@ pub struct DeviceProfile {
     pub overhead_ms: f64,
     #[serde(default = "one")]
     pub scale: f64,
+    /// How much faster programs run whose weights stay in the caches between runs, which the
+    /// kernels (timed inside programs of every size) do not see: `None` where calibration found
+    /// no such effect, and in profiles made before it was fitted.
+    #[serde(default)]
+    pub cache: Option<CacheTerm>,
     pub gemm_plans: Vec<(GemmShape, GemmPlan)>,
     pub fusion_rules: Vec<FusionRule>,
 }
 
 impl DeviceProfile {
+    /// The factor on the sum of kernel latencies of a program whose GEMM weights take
+    /// `weights_mib`.
+    pub fn program_scale(&self, weights_mib: f64) -> f64 {
+        self.scale + self.cache.as_ref().map_or(0.0, |c| c.at(weights_mib))
+    }
+
     /// An empty profile of `device`, stamped now.
     pub fn new(device: Device, source: &str, space: Option<SearchSpace>, batch: usize) -> DeviceProfile {
         DeviceProfile {
@@ -132,6 +162,7 @@ impl DeviceProfile {
             models: BTreeMap::new(),
             overhead_ms: 0.0,
             scale: 1.0,
+            cache: None,
             gemm_plans: Vec::new(),
             fusion_rules: Vec::new(),
         }

@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::calibrate::{Progress, measure_end_to_end};
+use crate::calibrate::{PASSES, Progress, measure_end_to_end};
 use crate::predict::Predictor;
 use crate::profile::DeviceProfile;
 use crate::{Error, Result};
@@ -16,8 +16,9 @@ use crate::{Error, Result};
 pub struct Row {
     pub arch: String,
     pub predicted_ms: f64,
-    /// The prediction of the kernel models alone, ignoring measured shapes.
-    pub models_only_ms: f64,
+    /// The prediction with the kernels whose exact shape calibration measured looked up instead of
+    /// modelled ([`Predictor::with_measured_shapes`]).
+    pub lookup_ms: f64,
     pub measured_ms: f64,
     pub extrapolated: bool,
 }
@@ -34,8 +35,8 @@ impl Row {
 pub struct Validation {
     pub rows: Vec<Row>,
     pub rmspe: f64,
-    /// RMSPE of the kernel models alone (measured shapes ignored).
-    pub rmspe_models_only: f64,
+    /// RMSPE with measured shapes looked up.
+    pub rmspe_lookup: f64,
     pub within_5: f64,
     pub within_10: f64,
     pub spearman: f64,
@@ -77,25 +78,24 @@ impl Validation {
         let n = rows.len().max(1) as f64;
         let errors: Vec<f64> = rows.iter().map(Row::relative_error).collect();
         let rmspe = (errors.iter().map(|e| e * e).sum::<f64>() / n).sqrt();
-        let models_only =
-            rows.iter().map(|r| ((r.models_only_ms - r.measured_ms) / r.measured_ms).powi(2)).sum::<f64>();
-        let rmspe_models_only = (models_only / n).sqrt();
+        let lookup = rows.iter().map(|r| ((r.lookup_ms - r.measured_ms) / r.measured_ms).powi(2)).sum::<f64>();
+        let rmspe_lookup = (lookup / n).sqrt();
         let within = |t: f64| errors.iter().filter(|e| e.abs() <= t).count() as f64 / n;
         let predicted: Vec<f64> = rows.iter().map(|r| r.predicted_ms).collect();
         let measured: Vec<f64> = rows.iter().map(|r| r.measured_ms).collect();
         let spearman = spearman(&predicted, &measured);
-        Validation { within_5: within(0.05), within_10: within(0.10), rmspe, rmspe_models_only, spearman, rows }
+        Validation { within_5: within(0.05), within_10: within(0.10), rmspe, rmspe_lookup, spearman, rows }
     }
 
     /// The rows as CSV text (`arch,predicted_ms,measured_ms,relative_error,extrapolated`).
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("arch,predicted_ms,models_only_ms,measured_ms,relative_error,extrapolated\n");
+        let mut out = String::from("arch,predicted_ms,lookup_ms,measured_ms,relative_error,extrapolated\n");
         for r in &self.rows {
             out.push_str(&format!(
                 "\"{}\",{:.5},{:.5},{:.5},{:.5},{}\n",
                 r.arch,
                 r.predicted_ms,
-                r.models_only_ms,
+                r.lookup_ms,
                 r.measured_ms,
                 r.relative_error(),
                 r.extrapolated
@@ -119,7 +119,7 @@ pub fn held_out_archs(profile: &DeviceProfile, n: usize, seed: u64) -> Result<Ve
 pub fn validate(profile: &DeviceProfile, archs: &[Arch], progress: &mut dyn FnMut(Progress)) -> Result<Validation> {
     compiler::tune::preload(&profile.gemm_plans);
     let predictor = Predictor::new(profile);
-    let models_only = Predictor::models_only(profile);
+    let lookup = Predictor::with_measured_shapes(profile);
     let disabled = profile.disabled_passes();
     let options = CompileOptions {
         batch: profile.batch,
@@ -130,7 +130,7 @@ pub fn validate(profile: &DeviceProfile, archs: &[Arch], progress: &mut dyn FnMu
         ..Default::default()
     };
     let measured = measure_end_to_end(archs, &options, &mut |done| {
-        progress(Progress { stage: "validate", done, total: archs.len() })
+        progress(Progress { stage: "validate", done, total: PASSES * archs.len() })
     })?;
     let mut rows = Vec::with_capacity(archs.len());
     for (arch, measured_ms) in archs.iter().zip(measured) {
@@ -138,7 +138,7 @@ pub fn validate(profile: &DeviceProfile, archs: &[Arch], progress: &mut dyn FnMu
         rows.push(Row {
             arch: arch.to_string(),
             predicted_ms: prediction.total_ms,
-            models_only_ms: models_only.predict_ms(arch)?,
+            lookup_ms: lookup.predict_ms(arch)?,
             measured_ms,
             extrapolated: prediction.extrapolated,
         });

@@ -115,6 +115,31 @@ fn load_cache(file: &Path) -> Result<HashMap<Arch, Evaluation>> {
     rows.into_iter().map(|(a, e)| Ok((Arch::parse(&a).with_context(|| format!("in {}", file.display()))?, e))).collect()
 }
 
+/// Cached archs scored again to check that the cache was made with these objectives.
+const CACHE_CHECKS: usize = 3;
+
+/// Scores a few cached archs again and compares: a cache made with another profile, supernet or
+/// objective list would otherwise mix its scores silently with new ones.
+fn check_cache(file: &Path, scores: &HashMap<Arch, Evaluation>, evaluator: &impl Evaluator) -> Result<()> {
+    let mut sample: Vec<(&Arch, &Evaluation)> = scores.iter().collect();
+    sample.sort_by_key(|(a, _)| a.to_ron());
+    for (arch, cached) in sample.into_iter().take(CACHE_CHECKS) {
+        let now = evaluator.evaluate(arch)?;
+        let same = now.objectives.len() == cached.objectives.len()
+            && now.objectives.iter().zip(&cached.objectives).all(|(a, b)| (a - b).abs() <= 1e-6 * a.abs().max(1.0));
+        if !same {
+            bail!(
+                "{}: made with other objectives: {arch} scores {:?} now but {:?} in the cache (a changed device \
+                 profile, supernet or experiment?); remove the file or name another --cache",
+                file.display(),
+                now.objectives,
+                cached.objectives
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
     let origin = &args.experiment;
     let text = std::fs::read_to_string(origin).with_context(|| format!("reading {}", origin.display()))?;
@@ -131,6 +156,9 @@ pub fn run(args: Args) -> Result<()> {
         Some(file) => load_cache(file)?,
         None => HashMap::new(),
     };
+    if let Some(file) = &args.cache {
+        check_cache(file, &scores, &costs.evaluator)?;
+    }
     let requests = args.reference_seeds.len() * args.reference_budget + 2 * args.seeds.len() * args.budget;
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(requests as u64) };
     bar.set_style(

@@ -86,9 +86,22 @@ pub struct CalibrateArgs {
     /// Skip fusion-rule detection (keep every pass on).
     #[arg(long)]
     no_fusion_rules: bool,
+    /// Measure nothing: refit the kernel models and program-level terms of this existing
+    /// profile from the samples it stores (after a canao update that changed the fitting), and
+    /// write the result to --out.
+    #[arg(long, conflicts_with_all = ["threads", "space", "archs", "seed", "no_fusion_rules"])]
+    refit: Option<PathBuf>,
 }
 
 pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
+    if let Some(path) = &args.refit {
+        let mut profile = DeviceProfile::load(path)?;
+        latency::calibrate::fit_models(&mut profile).with_context(|| format!("refitting {}", path.display()))?;
+        profile.save(&args.out)?;
+        println!("refitted {} into {}", path.display(), args.out.display());
+        print_fit(&profile);
+        return Ok(());
+    }
     let space = match &args.space {
         Some(path) => read_space(path)?,
         None => SearchSpace::default(),
@@ -108,13 +121,26 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
     bar.finish();
     profile.save(&args.out)?;
     println!(
-        "wrote {} in {:.0} s: {} kernel samples, {} kinds, overhead {:.4} ms",
+        "wrote {} in {:.0} s: {} kernel samples, {} kinds",
         args.out.display(),
         start.elapsed().as_secs_f64(),
         profile.samples.len(),
         profile.models.len(),
-        profile.overhead_ms
     );
+    print_fit(&profile);
+    Ok(())
+}
+
+/// The fitted models, program-level terms and fusion rules of a profile.
+fn print_fit(profile: &DeviceProfile) {
+    print!("  program terms: overhead {:.4} ms, scale {:.4}", profile.overhead_ms, profile.scale);
+    match &profile.cache {
+        Some(c) => println!(
+            ", {:+.4} × (1 − weights / {} MiB) for programs whose weights take less",
+            c.factor, c.footprint_mib
+        ),
+        None => println!(", no cache term"),
+    }
     for (kind, model) in &profile.models {
         let fmt = |e: Option<f64>| e.map_or("-".to_string(), |e| format!("{:.1}%", e * 100.0));
         println!(
@@ -133,7 +159,6 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
             rule.speedup
         );
     }
-    Ok(())
 }
 
 /// Predict the end-to-end latency of an arch on a profiled device, with a per-kernel breakdown;
@@ -187,6 +212,7 @@ pub fn predict_cmd(args: PredictArgs) -> Result<()> {
         println!("note: {why}");
     }
     println!("  {:>9.4} ms  fixed per-program overhead", p.overhead_ms);
+    println!("  × {:.4}      on the sum of the kernels below", p.scale);
     for (key, ms) in &p.kernels {
         println!("  {ms:>9.4} ms  {key}");
     }
@@ -197,6 +223,7 @@ pub fn predict_cmd(args: PredictArgs) -> Result<()> {
             "threads": profile.device.threads,
             "predicted_ms": p.total_ms,
             "overhead_ms": p.overhead_ms,
+            "scale": p.scale,
             "extrapolated": p.extrapolated,
             "outside_space": p.outside_space,
             "kernels": p.kernels.iter().map(|(k, ms)| json!({"kernel": k.to_string(), "kind": k.kind(), "ms": ms})).collect::<Vec<_>>(),
@@ -245,12 +272,12 @@ pub fn validate_cmd(args: ValidateArgs) -> Result<()> {
     );
     write_atomic(&svg, reports::scatter_svg(&title, &points)?.as_bytes())?;
     println!(
-        "{} held-out archs on {} ({} threads): RMSPE {:.2}% (kernel models alone {:.2}%), within ±5% {:.0}%, within ±10% {:.0}%, Spearman {:.4}",
+        "{} held-out archs on {} ({} threads): RMSPE {:.2}% (measured shapes looked up: {:.2}%), within ±5% {:.0}%, within ±10% {:.0}%, Spearman {:.4}",
         v.rows.len(),
         profile.device.name,
         profile.device.threads,
         v.rmspe * 100.0,
-        v.rmspe_models_only * 100.0,
+        v.rmspe_lookup * 100.0,
         v.within_5 * 100.0,
         v.within_10 * 100.0,
         v.spearman
@@ -262,7 +289,7 @@ pub fn validate_cmd(args: ValidateArgs) -> Result<()> {
             "n": v.rows.len(),
             "seed": args.seed,
             "rmspe": v.rmspe,
-            "rmspe_models_only": v.rmspe_models_only,
+            "rmspe_lookup": v.rmspe_lookup,
             "within_5": v.within_5,
             "within_10": v.within_10,
             "spearman": v.spearman,

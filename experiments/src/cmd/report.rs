@@ -270,7 +270,7 @@ fn predictor_check(
 }
 
 /// Each exported model's predicted latency, summed by kernel kind in order of first appearance:
-/// each kernel's in-isolation prediction times the profile's program-level scale, and the
+/// each kernel's in-isolation prediction times the program-level scale of this program, and the
 /// per-run overhead, so that the parts add up to the end-to-end prediction.
 fn breakdown(profile: &DeviceProfile, exported: &[Exported]) -> Result<Vec<reports::Breakdown>> {
     let predictor = Predictor::new(profile);
@@ -279,7 +279,7 @@ fn breakdown(profile: &DeviceProfile, exported: &[Exported]) -> Result<Vec<repor
         let prediction = predictor.predict(&e.arch)?;
         let mut parts: Vec<(String, f64)> = Vec::new();
         for (key, ms) in &prediction.kernels {
-            let (kind, ms) = (key.kind(), ms * profile.scale);
+            let (kind, ms) = (key.kind(), ms * prediction.scale);
             match parts.iter_mut().find(|(k, _)| *k == kind) {
                 Some(part) => part.1 += ms,
                 None => parts.push((kind, ms)),
