@@ -152,6 +152,29 @@ fn predict_with_the_committed_profile_gives_a_breakdown() {
 }
 
 #[test]
+fn refit_reproduces_the_committed_profile_without_measuring() {
+    let dir = std::env::temp_dir().join(format!("canao-refit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let refitted = dir.join("refit.ron");
+    let profile = repo_file("latency/profiles/dev-epyc-1t.ron");
+    let out = canao(&["calibrate", "--refit", &profile, "--out", refitted.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("program terms"));
+    // Fitting is deterministic: the same samples give the same predictions.
+    let arch = "L2-H256-A[4,8]-F[512,1024]-D32";
+    let predicted = |p: &str| {
+        last_json(&canao(&["predict", "--profile", p, "--arch", arch, "--json"]))["predicted_ms"].as_f64().unwrap()
+    };
+    let (before, after) = (predicted(&profile), predicted(refitted.to_str().unwrap()));
+    assert!((before - after).abs() < 1e-9 * before, "{before} vs {after}");
+
+    let out = canao(&["calibrate", "--refit", "/nonexistent/p.ron", "--out", dir.join("x.ron").to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("/nonexistent/p.ron"), "{}", stderr(&out));
+    assert!(!dir.join("x.ron").exists());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn latency_commands_name_the_bad_file_and_line() {
     let dir = std::env::temp_dir().join(format!("canao-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
