@@ -252,6 +252,45 @@ fn search_runs_checkpoints_and_refuses_to_overwrite() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+#[test]
+fn compare_measures_nsga2_against_random_and_checks_its_cache() {
+    let dir = std::env::temp_dir().join(format!("canao-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = repo_file("latency/profiles/dev-epyc-2t.ron");
+    let experiment = dir.join("e.ron");
+    std::fs::write(
+        &experiment,
+        format!(
+            "SearchExperiment(name: \"c\", objectives: [Latency(profile: {profile:?}), Capacity], \
+             search: (population: 8, generations: 1, seed: 3, reference_point: Some([30.0, 0.0])))"
+        ),
+    )
+    .unwrap();
+    let e = experiment.to_str().unwrap();
+    let args = ["compare", "--experiment", e, "--seeds", "1,2", "--budget", "40", "--reference-budget", "80"];
+    let out = canao(&[&args[..], &["--json"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = last_json(&out);
+    let runs = v["comparison"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{v}");
+    for key in ["nsga2_mean", "random_mean", "ratio"] {
+        let x = v[key].as_f64().unwrap();
+        assert!(x > 0.0 && x <= 80.0, "{key}: {v}");
+    }
+    assert!(v["distinct_archs"].as_u64().unwrap() > 40, "{v}");
+
+    // Dev scores need an Accuracy objective to belong to; a file that is not a score cache is
+    // named with what was expected.
+    let cache = dir.join("scores.json");
+    std::fs::write(&cache, r#"[["L1-H128-A2-F256-D32", 0.5]]"#).unwrap();
+    let out = canao(&[&args[..], &["--cache", cache.to_str().unwrap()]].concat());
+    assert!(!out.status.success() && stderr(&out).contains("no Accuracy objective"), "{}", stderr(&out));
+    std::fs::write(&cache, "{}").unwrap();
+    let out = canao(&[&args[..], &["--cache", cache.to_str().unwrap()]].concat());
+    assert!(!out.status.success() && stderr(&out).contains("scores.json"), "{}", stderr(&out));
+    std::fs::remove_dir_all(dir).ok();
+}
+
 /// A hardware team's path without canao on the device: template, own timings, import, predict.
 #[test]
 fn import_template_round_trips_through_import_and_predict() {

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use search::{ComparisonConfig, Evaluation, Evaluator, Nsga2Config, ObjectiveSpec, compare_with_random};
 use serde_json::json;
 
-use crate::cmd::search::{SearchExperiment, costs};
+use crate::cmd::search::{CostEvaluator, SearchExperiment, costs};
 use crate::io::{print_json, write_atomic};
 
 /// How many evaluations NSGA-II needs to reach a share (default 99 %) of a reference
@@ -19,9 +19,11 @@ use crate::io::{print_json, write_atomic};
 /// from a device profile, …).
 ///
 /// The reference front is the union of the fronts of long NSGA-II runs and of every compared
-/// run. Every distinct arch is scored once for all runs (runs that meet the same arch share its
-/// score) and the scores are kept in `--cache`, so that an interrupted comparison continues
-/// where it stopped. Needs the experiment's `reference_point`.
+/// run. Every distinct arch is evaluated once for all runs (runs that meet the same arch share
+/// its evaluation), and the dev scores of the Accuracy objective, the costly part, are kept in
+/// `--cache`, so that an interrupted comparison continues where it stopped (latencies are
+/// predicted again: a recalibrated profile keeps the scores). Needs the experiment's
+/// `reference_point`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A search experiment (RON), as `canao search` takes.
@@ -42,7 +44,9 @@ pub struct Args {
     /// Share of the reference hypervolume to reach.
     #[arg(long, default_value_t = 0.99)]
     target: f64,
-    /// Scores of every arch evaluated so far (JSON; read when present, rewritten as it grows).
+    /// Dev scores of every arch scored so far by the experiment's supernet (JSON; read when
+    /// present, rewritten as it grows). A few are scored again first, to check that the file
+    /// belongs to this supernet and task.
     #[arg(long)]
     cache: Option<PathBuf>,
     /// Print one JSON object as the last line.
@@ -50,11 +54,11 @@ pub struct Args {
     json: bool,
 }
 
-/// An evaluator that scores each distinct arch once, shared by every run of the comparison, and
-/// saves its scores every `SAVE_EVERY` new archs.
-struct Memo<'a, E> {
-    inner: &'a E,
-    scores: Mutex<HashMap<Arch, Evaluation>>,
+/// An evaluator that evaluates each distinct arch once, shared by every run of the comparison,
+/// and saves the dev scores every `SAVE_EVERY` new archs.
+struct Memo<'a> {
+    inner: &'a CostEvaluator,
+    evaluations: Mutex<HashMap<Arch, Evaluation>>,
     file: Option<&'a Path>,
     unsaved: Mutex<usize>,
     bar: &'a ProgressBar,
@@ -62,34 +66,34 @@ struct Memo<'a, E> {
 
 const SAVE_EVERY: usize = 25;
 
-impl<E: Evaluator> Memo<'_, E> {
+impl Memo<'_> {
     fn save(&self) -> Result<()> {
         let Some(file) = self.file else { return Ok(()) };
-        let scores = self.scores.lock().map_err(|_| anyhow::anyhow!("a scoring thread panicked"))?;
-        let rows: Vec<(String, &Evaluation)> = scores.iter().map(|(a, e)| (a.to_ron(), e)).collect();
+        let mut rows: Vec<(String, f64)> = self.inner.scores().into_iter().map(|(a, s)| (a.to_ron(), s)).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
         write_atomic(file, serde_json::to_string(&rows)?.as_bytes())
     }
 }
 
-impl<E: Evaluator> Evaluator for Memo<'_, E> {
+impl Evaluator for Memo<'_> {
     fn objectives(&self) -> Vec<ObjectiveSpec> {
         self.inner.objectives()
     }
 
     fn evaluate(&self, arch: &Arch) -> search::Result<Evaluation> {
         self.bar.inc(1);
-        if let Some(e) = self.scores.lock().ok().and_then(|s| s.get(arch).cloned()) {
+        if let Some(e) = self.evaluations.lock().ok().and_then(|s| s.get(arch).cloned()) {
             return Ok(e);
         }
         let e = self.inner.evaluate(arch)?;
-        let new = match self.scores.lock() {
+        let new = match self.evaluations.lock() {
             Ok(mut s) => {
                 s.insert(arch.clone(), e.clone());
                 s.len()
             }
             Err(_) => 0,
         };
-        self.bar.set_message(format!("{new} distinct archs scored"));
+        self.bar.set_message(format!("{new} distinct archs evaluated"));
         let due = self.unsaved.lock().map(|mut n| {
             *n += 1;
             let due = *n >= SAVE_EVERY;
@@ -105,35 +109,32 @@ impl<E: Evaluator> Evaluator for Memo<'_, E> {
     }
 }
 
-fn load_cache(file: &Path) -> Result<HashMap<Arch, Evaluation>> {
+/// The dev scores of a `--cache` file (none when it does not exist yet).
+fn load_cache(file: &Path) -> Result<Vec<(Arch, f64)>> {
     if !file.exists() {
-        return Ok(HashMap::new());
+        return Ok(Vec::new());
     }
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let rows: Vec<(String, Evaluation)> = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a score cache of canao compare", file.display()))?;
-    rows.into_iter().map(|(a, e)| Ok((Arch::parse(&a).with_context(|| format!("in {}", file.display()))?, e))).collect()
+    let rows: Vec<(String, f64)> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a score cache of canao compare ([[arch, score], …])", file.display()))?;
+    rows.into_iter().map(|(a, s)| Ok((Arch::parse(&a).with_context(|| format!("in {}", file.display()))?, s))).collect()
 }
 
-/// Cached archs scored again to check that the cache was made with these objectives.
+/// Cached archs scored again to check that the cache was made with this supernet and task.
 const CACHE_CHECKS: usize = 3;
 
-/// Scores a few cached archs again and compares: a cache made with another profile, supernet or
-/// objective list would otherwise mix its scores silently with new ones.
-fn check_cache(file: &Path, scores: &HashMap<Arch, Evaluation>, evaluator: &impl Evaluator) -> Result<()> {
-    let mut sample: Vec<(&Arch, &Evaluation)> = scores.iter().collect();
+/// Scores a few cached archs again and compares: a cache made with another supernet or task
+/// would otherwise mix its scores silently with new ones.
+fn check_cache(file: &Path, known: &[(Arch, f64)], evaluator: &CostEvaluator) -> Result<()> {
+    let mut sample: Vec<&(Arch, f64)> = known.iter().collect();
     sample.sort_by_key(|(a, _)| a.to_ron());
     for (arch, cached) in sample.into_iter().take(CACHE_CHECKS) {
-        let now = evaluator.evaluate(arch)?;
-        let same = now.objectives.len() == cached.objectives.len()
-            && now.objectives.iter().zip(&cached.objectives).all(|(a, b)| (a - b).abs() <= 1e-6 * a.abs().max(1.0));
-        if !same {
+        let now = evaluator.score(arch)?;
+        if (now - cached).abs() > 1e-6 {
             bail!(
-                "{}: made with other objectives: {arch} scores {:?} now but {:?} in the cache (a changed device \
-                 profile, supernet or experiment?); remove the file or name another --cache",
-                file.display(),
-                now.objectives,
-                cached.objectives
+                "{}: made with another supernet or task: {arch} scores {now} now but {cached} in the cache; \
+                 remove the file or name another --cache",
+                file.display()
             );
         }
     }
@@ -152,13 +153,15 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--seeds and --reference-seeds must each name at least one seed");
     }
     let costs = costs(&experiment, origin)?;
-    let scores = match &args.cache {
-        Some(file) => load_cache(file)?,
-        None => HashMap::new(),
-    };
     if let Some(file) = &args.cache {
-        check_cache(file, &scores, &costs.evaluator)?;
+        let known = load_cache(file)?;
+        if !known.is_empty() && costs.evaluator.supernet().is_none() {
+            bail!("{}: dev scores, but {} has no Accuracy objective", file.display(), origin.display());
+        }
+        check_cache(file, &known, &costs.evaluator)?;
+        costs.evaluator.remember_scores(known);
     }
+    let known = costs.evaluator.scores().len();
     let requests = args.reference_seeds.len() * args.reference_budget + 2 * args.seeds.len() * args.budget;
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(requests as u64) };
     bar.set_style(
@@ -166,10 +169,10 @@ pub fn run(args: Args) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    bar.set_message(format!("{} distinct archs scored", scores.len()));
+    bar.set_message(format!("{known} dev scores known"));
     let memo = Memo {
         inner: &costs.evaluator,
-        scores: Mutex::new(scores),
+        evaluations: Mutex::default(),
         file: args.cache.as_deref(),
         unsaved: Mutex::new(0),
         bar: &bar,
@@ -190,7 +193,8 @@ pub fn run(args: Args) -> Result<()> {
     memo.save()?;
     bar.finish_and_clear();
     let comparison = result?;
-    let distinct = memo.scores.lock().map(|s| s.len()).unwrap_or(0);
+    let distinct = memo.evaluations.lock().map(|s| s.len()).unwrap_or(0);
+    let scored = costs.evaluator.scores().len() - known;
     println!(
         "{}: reference front of {} archs, hypervolume {:.6}",
         experiment.name,
@@ -199,7 +203,10 @@ pub fn run(args: Args) -> Result<()> {
     );
     println!("{comparison}");
     let (n, r) = (comparison.nsga2(), comparison.random());
-    println!("{distinct} distinct archs scored in {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "{distinct} distinct archs evaluated in {:.0} s ({scored} scored on the dev split now, the others known)",
+        started.elapsed().as_secs_f64()
+    );
     if args.json {
         print_json(&json!({
             "experiment": origin.display().to_string(),
@@ -209,6 +216,7 @@ pub fn run(args: Args) -> Result<()> {
             "ratio": comparison.ratio(),
             "ratio_kind": comparison.ratio_kind(),
             "distinct_archs": distinct,
+            "newly_scored": scored,
             "seconds": started.elapsed().as_secs_f64(),
         }));
     }

@@ -4,7 +4,9 @@
 //! device latency (from profiles), parameters and planned peak activation memory. The file
 //! format is the search part of the experiment format of issue 6.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use arch::{Arch, SearchSpace};
@@ -94,6 +96,8 @@ struct AccuracyJudge {
     task: Task,
     dev: Vec<Encoded>,
     pad: u32,
+    /// Every score so far (an arch's score never changes for one supernet and dev split).
+    scores: Mutex<HashMap<Arch, f64>>,
 }
 
 impl AccuracyJudge {
@@ -102,7 +106,7 @@ impl AccuracyJudge {
         let encoder = Encoder::from_file(&tokenizer, net.max.max_positions.min(128))?;
         let data_dir = data::data_dir(data_dir)?;
         let dev = encoder.encode(&data::load(task, &data_dir, Split::Dev)?)?;
-        Ok(AccuracyJudge { net, tokenizer, task, dev, pad: encoder.pad })
+        Ok(AccuracyJudge { net, tokenizer, task, dev, pad: encoder.pad, scores: Mutex::default() })
     }
 }
 
@@ -135,15 +139,48 @@ impl CostEvaluator {
                 Ok(plan_buffers(&graph, &graph.schedule()).peak_bytes() as f64)
             }
             Measure::Accuracy => {
-                let judge = self
-                    .accuracy
-                    .as_ref()
-                    .ok_or_else(|| search::Error::evaluator(std::io::Error::other("no supernet loaded")))?;
-                let score = evaluate(&judge.net, arch, judge.task, &judge.dev, judge.pad, 128)
-                    .map_err(search::Error::evaluator)?;
+                let judge = self.judge()?;
+                let known = judge.scores.lock().ok().and_then(|s| s.get(arch).copied());
+                let score = match known {
+                    Some(score) => score,
+                    None => {
+                        let score = self.score(arch)?;
+                        if let Ok(mut scores) = judge.scores.lock() {
+                            scores.insert(arch.clone(), score);
+                        }
+                        score
+                    }
+                };
                 // The search minimises: a maximised objective is reported negated, as Capacity is.
-                Ok(-score.value)
+                Ok(-score)
             }
+        }
+    }
+
+    fn judge(&self) -> Result<&AccuracyJudge, search::Error> {
+        self.accuracy.as_ref().ok_or_else(|| search::Error::evaluator(std::io::Error::other("no supernet loaded")))
+    }
+
+    /// `arch`'s dev metric with inherited weights, scored now (not from memory).
+    pub fn score(&self, arch: &Arch) -> Result<f64, search::Error> {
+        let judge = self.judge()?;
+        let score =
+            evaluate(&judge.net, arch, judge.task, &judge.dev, judge.pad, 128).map_err(search::Error::evaluator)?;
+        Ok(score.value)
+    }
+
+    /// Every dev score of the Accuracy objective so far: the costly part of an evaluation, kept
+    /// by `canao compare` across runs (latencies are predicted again, so that a recalibrated
+    /// profile does not discard them).
+    pub fn scores(&self) -> Vec<(Arch, f64)> {
+        let scores = self.accuracy.as_ref().and_then(|j| j.scores.lock().ok().map(|s| s.clone()));
+        scores.map(|s| s.into_iter().collect()).unwrap_or_default()
+    }
+
+    /// Dev scores known from an earlier run, used instead of scoring those archs again.
+    pub fn remember_scores(&self, known: impl IntoIterator<Item = (Arch, f64)>) {
+        if let Some(mut scores) = self.accuracy.as_ref().and_then(|j| j.scores.lock().ok()) {
+            scores.extend(known);
         }
     }
 }
