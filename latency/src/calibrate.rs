@@ -186,25 +186,72 @@ fn end_to_end_pass(
     Ok(())
 }
 
-/// Fusion rules after nn-Meter's pairwise test, at pass granularity: each rewriting pass is
-/// switched off in turn on a few archs; it stays on unless the programs run faster without it.
+/// Fusion rules after nn-Meter's pairwise test, one per rewriting pass: each probe arch is
+/// compiled with the pass and without it, and the kernels of both programs are profiled taking
+/// turns; the kernels only the program without the pass has (op A, op B, …: a GEMM, its bias add
+/// and GELU) are timed against the kernels only the program with it has (the fused A+B). The
+/// pass stays on unless the fused kernels are clearly slower than the ops they replace.
 fn detect_fusion_rules(archs: &[Arch], opts: &CalibrationOptions) -> Result<Vec<FusionRule>> {
     let rewriting: Vec<&str> = passes::pass_names().into_iter().filter(|p| *p != "dead-code").collect();
     let mut rules = Vec::new();
     for pass in rewriting {
         let mut ratios = Vec::new();
+        let mut compared = String::new();
         for arch in archs {
             let mut runners =
                 vec![Runner::new(arch, &options(opts, &[]))?, Runner::new(arch, &options(opts, &[pass.to_string()]))?];
-            let times = interleaved(&mut runners)?;
-            ratios.push(times[1] / times[0]);
+            let timings = profile_kernels(&mut runners)?;
+            let timed = |i: usize| -> Vec<(KernelKey, f64)> {
+                let kernels = runners[i].program.kernels().iter().map(|k| k.key.clone());
+                kernels.zip(timings[i].iter().map(|t| t.median_ms)).collect()
+            };
+            let (fused, unfused) = kernel_difference(timed(0), timed(1));
+            if fused.is_empty() && unfused.is_empty() {
+                continue; // the pass rewrites nothing in this arch
+            }
+            let sum = |ks: &[(KernelKey, f64)]| ks.iter().map(|(_, ms)| ms).sum::<f64>();
+            ratios.push(sum(&unfused) / sum(&fused).max(1e-9));
+            if compared.is_empty() {
+                compared = format!("{} against {}", kinds(&fused), kinds(&unfused));
+            }
         }
-        let speedup = summarize(&mut ratios).median_ms;
+        let speedup = if ratios.is_empty() { 1.0 } else { summarize(&mut ratios).median_ms };
         // Keep a pass unless switching it off is clearly (more than 5 %, beyond this machine's
         // run-to-run noise) faster.
-        rules.push(FusionRule { pass: pass.into(), enabled: speedup > 0.95, speedup });
+        rules.push(FusionRule { pass: pass.into(), enabled: speedup > 0.95, speedup, compared });
     }
     Ok(rules)
+}
+
+/// The kernels (with their times) that only the first list has and those only the second has,
+/// matched by key as multisets.
+fn kernel_difference(
+    mut first: Vec<(KernelKey, f64)>,
+    second: Vec<(KernelKey, f64)>,
+) -> (Vec<(KernelKey, f64)>, Vec<(KernelKey, f64)>) {
+    let mut only_second = Vec::new();
+    for (key, ms) in second {
+        match first.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                first.remove(i);
+            }
+            None => only_second.push((key, ms)),
+        }
+    }
+    (first, only_second)
+}
+
+/// The distinct kinds of `kernels`, in order of appearance, each with its count: `3 × gemm[bias]`.
+fn kinds(kernels: &[(KernelKey, f64)]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for (key, _) in kernels {
+        let kind = key.kind();
+        match counts.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((kind, 1)),
+        }
+    }
+    counts.iter().map(|(k, n)| format!("{n} × {k}")).collect::<Vec<_>>().join(" + ")
 }
 
 /// Calibrates this machine on `space`.
@@ -514,6 +561,27 @@ mod tests {
         let fit = fit_program_terms(&points(0.05, 1.03, None));
         assert_eq!(fit.cache, None, "{fit:?}");
         assert!((fit.scale - 1.03).abs() < 0.01 && (fit.overhead_ms - 0.05).abs() < 0.02, "{fit:?}");
+    }
+
+    #[test]
+    fn the_pairwise_test_compares_only_the_kernels_a_pass_changes() {
+        use compiler::ir::{Activation, Epilogue};
+        let gemm = |epilogue| KernelKey::Gemm { m: 128, n: 512, k: 128, epilogue };
+        let prim = |op| KernelKey::Primitive { op, rows: 128, width: 512 };
+        let embed = KernelKey::EmbedLayerNorm { tokens: 128, hidden: 128, parts: 3 };
+        let fused_epilogue = Epilogue { bias: true, activation: Some(Activation::Gelu), ..Default::default() };
+        let with_pass = vec![(embed.clone(), 0.05), (gemm(fused_epilogue), 0.30)];
+        let without = vec![
+            (embed.clone(), 0.06),
+            (gemm(Epilogue::default()), 0.25),
+            (prim(compiler::PrimitiveOp::BiasAdd), 0.03),
+            (prim(compiler::PrimitiveOp::Gelu), 0.07),
+        ];
+        let (fused, unfused) = kernel_difference(with_pass, without);
+        assert_eq!(fused, vec![(gemm(fused_epilogue), 0.30)]);
+        assert_eq!(unfused.len(), 3, "{unfused:?}");
+        assert!(!unfused.iter().any(|(k, _)| *k == embed), "shared kernels are not compared");
+        assert_eq!(kinds(&unfused), "1 × gemm[plain] + 1 × biasadd + 1 × gelu");
     }
 
     #[test]

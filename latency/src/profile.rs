@@ -74,13 +74,20 @@ pub struct ProgramSample {
     pub measured_ms: f64,
 }
 
-/// Whether one fusion pass pays off on the device, from programs timed with and without it.
+/// Whether one fusion pass pays off on the device (nn-Meter's pairwise test): the kernels it
+/// fuses, timed apart, against the fused kernels it makes, in programs compiled with and without
+/// it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FusionRule {
     pub pass: String,
     pub enabled: bool,
-    /// Median over the test archs of `latency without the pass / latency with it`.
+    /// Median over the probe archs of `time of the kernels without the pass / time of the fused
+    /// kernels that replace them`.
     pub speedup: f64,
+    /// What was compared on the first probe arch: the fused kernels against the kernels they
+    /// replace, by kind (empty in profiles made before it was recorded).
+    #[serde(default)]
+    pub compared: String,
 }
 
 /// The program-level factor of small programs: a program whose GEMM weights take `W` MiB runs
