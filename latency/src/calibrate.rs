@@ -201,7 +201,7 @@ fn detect_fusion_rules(archs: &[Arch], opts: &CalibrationOptions) -> Result<Vec<
             let mut runners =
                 vec![Runner::new(arch, &options(opts, &[]))?, Runner::new(arch, &options(opts, &[pass.to_string()]))?];
             let timings = profile_kernels(&mut runners)?;
-            let timed = |i: usize| -> Vec<(KernelKey, f64)> {
+            let timed = |i: usize| -> Timed {
                 let kernels = runners[i].program.kernels().iter().map(|k| k.key.clone());
                 kernels.zip(timings[i].iter().map(|t| t.median_ms)).collect()
             };
@@ -223,12 +223,12 @@ fn detect_fusion_rules(archs: &[Arch], opts: &CalibrationOptions) -> Result<Vec<
     Ok(rules)
 }
 
+/// Kernels with their milliseconds.
+type Timed = Vec<(KernelKey, f64)>;
+
 /// The kernels (with their times) that only the first list has and those only the second has,
 /// matched by key as multisets.
-fn kernel_difference(
-    mut first: Vec<(KernelKey, f64)>,
-    second: Vec<(KernelKey, f64)>,
-) -> (Vec<(KernelKey, f64)>, Vec<(KernelKey, f64)>) {
+fn kernel_difference(mut first: Timed, second: Timed) -> (Timed, Timed) {
     let mut only_second = Vec::new();
     for (key, ms) in second {
         match first.iter().position(|(k, _)| *k == key) {
