@@ -50,6 +50,9 @@ pub struct Sandwich {
     pub space: SearchSpace,
     /// Random subnets per step, besides the largest and the smallest.
     pub random: usize,
+    /// Subnets trained at every step besides those (compact strings, `L4-H256-A4-F1024-D32`):
+    /// sizes the search must serve well, which random samples of a large space rarely hit.
+    pub fixed: Vec<String>,
     /// Softmax temperature of logit distillation.
     pub temperature: f64,
     /// Weight of the hard-label loss beside logit distillation (0: distillation only).
@@ -67,11 +70,22 @@ pub struct Sandwich {
     pub reorder: bool,
 }
 
+impl Sandwich {
+    /// The `fixed` subnets, parsed; a string that is no arch is a config error naming it.
+    pub fn fixed_archs(&self) -> Result<Vec<Arch>, TrainError> {
+        self.fixed
+            .iter()
+            .map(|s| Arch::parse(s).map_err(|e| TrainError::Config(format!("sandwich.fixed: `{s}`: {e}"))))
+            .collect()
+    }
+}
+
 impl Default for Sandwich {
     fn default() -> Sandwich {
         Sandwich {
             space: SearchSpace::default(),
             random: 2,
+            fixed: Vec::new(),
             temperature: 1.0,
             hard_weight: 0.0,
             hidden_weight: 0.0,
@@ -161,6 +175,7 @@ impl TrainConfig {
             if s.temperature.is_nan() || s.temperature <= 0.0 {
                 return bad("`sandwich.temperature` must be > 0");
             }
+            s.fixed_archs()?;
         }
         Ok(())
     }
@@ -271,7 +286,7 @@ impl Trainer {
             return Err(TrainError::Config("no training examples".into()));
         }
         if let Some(s) = &config.sandwich {
-            for arch in [s.space.largest(), s.space.smallest()] {
+            for arch in [s.space.largest(), s.space.smallest()].into_iter().chain(s.fixed_archs()?) {
                 model.check(&arch)?;
             }
         }
@@ -445,6 +460,7 @@ impl Trainer {
         for _ in 0..sandwich.random {
             archs.push(sandwich.space.sample(&mut self.progress.rng));
         }
+        archs.extend(sandwich.fixed_archs()?);
         let mut accumulator = GradientsAccumulator::<Supernet>::new();
         let mut losses = Vec::with_capacity(archs.len());
         for (i, mut arch) in archs.into_iter().enumerate() {
@@ -579,5 +595,19 @@ mod tests {
         assert!(c.lr_at(50, 100) < 1.0 && c.lr_at(50, 100) > c.lr_at(60, 100));
         let last = c.lr_at(99, 100);
         assert!(last > 0.0 && last < 0.02, "the last step still learns, a little: {last}");
+    }
+
+    #[test]
+    fn fixed_subnets_are_parsed_and_a_bad_one_is_named() {
+        let config = |fixed: &[&str]| TrainConfig {
+            sandwich: Some(Sandwich { fixed: fixed.iter().map(|s| s.to_string()).collect(), ..Sandwich::default() }),
+            ..TrainConfig::default()
+        };
+        let good = config(&["L4-H256-A4-F1024-D32", "L2-H128-A2-F512-D32"]);
+        assert!(good.validate().is_ok());
+        let archs = good.sandwich.as_ref().unwrap().fixed_archs().unwrap();
+        assert_eq!(archs[1].layers, 2);
+        let err = config(&["L2-H128-A0-F512"]).validate().unwrap_err().to_string();
+        assert!(err.contains("sandwich.fixed") && err.contains("L2-H128-A0-F512"), "{err}");
     }
 }
