@@ -192,7 +192,24 @@ impl DeviceProfile {
         if version.format_version != FORMAT_VERSION {
             return Err(Error::Version { path: path.into(), found: version.format_version, expected: FORMAT_VERSION });
         }
-        ron::from_str(&text).map_err(|e| Error::Format { path: path.into(), reason: e.to_string() })
+        let profile: DeviceProfile =
+            ron::from_str(&text).map_err(|e| Error::Format { path: path.into(), reason: e.to_string() })?;
+        let bad = |reason: String| Err(Error::Format { path: path.into(), reason });
+        if !(profile.scale.is_finite() && profile.scale >= 0.0) || !profile.overhead_ms.is_finite() {
+            return bad(format!(
+                "scale ({}) must be ≥ 0 and overhead_ms ({}) finite",
+                profile.scale, profile.overhead_ms
+            ));
+        }
+        if let Some(c) = &profile.cache
+            && !(c.footprint_mib.is_finite() && c.footprint_mib > 0.0 && c.factor.is_finite())
+        {
+            return bad(format!(
+                "cache: footprint_mib ({}) must be > 0 and factor ({}) finite",
+                c.footprint_mib, c.factor
+            ));
+        }
+        Ok(profile)
     }
 
     /// Writes the profile atomically (temporary file, then rename).
@@ -261,6 +278,10 @@ mod tests {
         assert!(err.contains("version 99") && err.contains("p.ron"), "{err}");
         std::fs::write(&path, "not ron at all").unwrap();
         assert!(DeviceProfile::load(&path).is_err());
+        profile.cache = Some(CacheTerm { footprint_mib: 0.0, factor: -0.1 });
+        profile.save(&path).unwrap();
+        let err = DeviceProfile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("p.ron") && err.contains("footprint_mib"), "{err}");
         std::fs::remove_dir_all(dir).ok();
     }
 
