@@ -195,7 +195,7 @@ impl DeviceProfile {
         let profile: DeviceProfile =
             ron::from_str(&text).map_err(|e| Error::Format { path: path.into(), reason: e.to_string() })?;
         let bad = |reason: String| Err(Error::Format { path: path.into(), reason });
-        if !(profile.scale.is_finite() && profile.scale >= 0.0) || !profile.overhead_ms.is_finite() {
+        if !(profile.scale.is_finite() && profile.scale >= 0.0 && profile.overhead_ms.is_finite()) {
             return bad(format!(
                 "scale ({}) must be ≥ 0 and overhead_ms ({}) finite",
                 profile.scale, profile.overhead_ms
