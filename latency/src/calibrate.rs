@@ -2,9 +2,10 @@
 //! this device, fit one model per kernel kind, and detect which fusions pay off here.
 //!
 //! Kernels are timed where they run: inside real programs, one kernel after another, so each
-//! sees the caches its predecessors leave (what end-to-end latency is made of). Each program is
-//! profiled in rounds until its summed kernel medians move by less than 2 % between rounds;
-//! kernels whose spread stays wide are re-measured. Worker threads are pinned to CPUs.
+//! sees the caches its predecessors leave (what end-to-end latency is made of). The programs of a
+//! batch are profiled taking turns, in rounds, until a program's summed kernel times improve by
+//! less than 1 % between rounds; kernels whose spread stays wide are re-measured. Worker threads
+//! are pinned to CPUs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
