@@ -425,10 +425,17 @@ fn fit_terms(points: &[ProgramPoint], footprint: Option<f64>) -> Option<ProgramT
         }
         x
     };
+    // Least squares on relative error: weights 1/y², as the kernel models are fitted.
     let solve_with = |intercept: bool| {
-        let rows: Vec<Vec<f64>> = points.iter().map(|p| columns(p, intercept)).collect();
-        let ys: Vec<f64> = points.iter().map(|p| p.measured_ms).collect();
-        least_squares_relative(&rows, &ys)
+        let rows: Vec<(Vec<f64>, f64, f64)> = points
+            .iter()
+            .map(|p| (columns(p, intercept), p.measured_ms, 1.0 / (p.measured_ms * p.measured_ms).max(1e-18)))
+            .collect();
+        let dim = rows.first()?.0.len();
+        if rows.len() <= dim {
+            return None;
+        }
+        crate::models::solve(&rows, dim)
     };
     let mut coef = solve_with(true)?;
     if coef[1] < 0.0 {
@@ -451,43 +458,6 @@ fn fit_terms(points: &[ProgramPoint], footprint: Option<f64>) -> Option<ProgramT
         .collect();
     let rmspe = (errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64).sqrt();
     Some(ProgramTerms { rmspe, ..terms })
-}
-
-/// The coefficients `c` minimising `Σ ((x·c − y) / y)²`, from the normal equations; `None` when
-/// there are fewer points than coefficients or the system is singular.
-fn least_squares_relative(rows: &[Vec<f64>], ys: &[f64]) -> Option<Vec<f64>> {
-    let n = rows.first()?.len();
-    if rows.len() < n + 1 {
-        return None;
-    }
-    // The augmented normal equations [XᵀWX | XᵀWy], W = diag(1/y²).
-    let mut a = vec![vec![0.0; n + 1]; n];
-    for (x, &y) in rows.iter().zip(ys) {
-        let w = 1.0 / (y * y).max(1e-18);
-        for i in 0..n {
-            for j in 0..n {
-                a[i][j] += w * x[i] * x[j];
-            }
-            a[i][n] += w * x[i] * y;
-        }
-    }
-    // Gaussian elimination with partial pivoting.
-    for col in 0..n {
-        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
-        if a[pivot][col].abs() < 1e-12 * a.iter().map(|r| r[col].abs()).fold(0.0, f64::max).max(1e-300) {
-            return None;
-        }
-        a.swap(col, pivot);
-        for row in 0..n {
-            if row != col {
-                let f = a[row][col] / a[col][col];
-                for k in col..=n {
-                    a[row][k] -= f * a[col][k];
-                }
-            }
-        }
-    }
-    Some((0..n).map(|i| a[i][n] / a[i][i]).collect())
 }
 
 /// Fits one model per kernel kind from the profile's samples, then the program-level terms.

@@ -21,7 +21,7 @@ pub struct PiecewiseLinear {
 
 /// Solves the weighted least-squares problem `min Σ w (x·c - y)²` with a little ridge for
 /// stability. `None` if the system is singular even so.
-fn solve(rows: &[(Vec<f64>, f64, f64)], dim: usize) -> Option<Vec<f64>> {
+pub(crate) fn solve(rows: &[(Vec<f64>, f64, f64)], dim: usize) -> Option<Vec<f64>> {
     let mut a = vec![vec![0.0; dim + 1]; dim];
     for (x, y, w) in rows {
         for i in 0..dim {

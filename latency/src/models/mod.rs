@@ -6,6 +6,7 @@ mod linear;
 mod trees;
 
 pub use linear::PiecewiseLinear;
+pub(crate) use linear::solve;
 pub use trees::{BoostedTrees, TreeParams};
 
 use serde::{Deserialize, Serialize};
