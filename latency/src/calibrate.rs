@@ -374,6 +374,8 @@ pub struct ProgramPoint {
     pub sum_ms: f64,
     /// Its GEMM weights, MiB ([`crate::predict::weights_mib`]).
     pub weights_mib: f64,
+    /// How many kernels it runs.
+    pub kernels: usize,
     pub measured_ms: f64,
 }
 
@@ -382,9 +384,17 @@ pub struct ProgramPoint {
 pub struct ProgramTerms {
     pub scale: f64,
     pub overhead_ms: f64,
+    pub per_kernel_ms: f64,
     pub cache: Option<CacheTerm>,
     /// Root mean square relative error on the points fitted.
     pub rmspe: f64,
+}
+
+impl ProgramTerms {
+    fn predict(&self, p: &ProgramPoint) -> f64 {
+        let scale = self.scale + self.cache.as_ref().map_or(0.0, |c| c.at(p.weights_mib));
+        self.overhead_ms + self.per_kernel_ms * p.kernels as f64 + scale * p.sum_ms
+    }
 }
 
 /// Footprints tried for the cache term, MiB: from a core's L2 to beyond a server's L3.
@@ -393,32 +403,51 @@ const FOOTPRINTS_MIB: [f64; 8] = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 /// and only at a footprint that at least this many points lie below.
 const CACHE_TERM_GAIN: f64 = 0.1;
 const CACHE_TERM_POINTS: usize = 4;
+/// A per-kernel term is kept only when it is positive and cuts the relative error of the fit by
+/// at least this share (one parameter more on tens of programs, which noise alone moves by a
+/// few percent; on this machine it cut the error of held-out archs in most calibrations,
+/// BENCHMARKS.md, issue 4).
+const PER_KERNEL_GAIN: f64 = 0.05;
 
-/// `measured ≈ overhead + sum · (scale + cache term)`, least squares on relative error: first
-/// without a cache term, then with one at each footprint of [`FOOTPRINTS_MIB`], keeping the
-/// cache term only where it clearly helps. `scale` and `overhead` stay non-negative.
+/// `measured ≈ overhead + per_kernel · kernels + sum · (scale + cache term)`, least squares on
+/// relative error: without a cache term, then with one at each footprint of [`FOOTPRINTS_MIB`],
+/// keeping the cache term only where it clearly helps; the same again with a per-kernel term,
+/// kept where it is positive and helps. `scale` stays non-negative, and so does the fixed part
+/// (`overhead + per_kernel · kernels`) of every point.
 pub fn fit_program_terms(points: &[ProgramPoint]) -> ProgramTerms {
-    let plain = fit_terms(points, None);
-    let with_cache = FOOTPRINTS_MIB
-        .iter()
-        .filter(|&&f| points.iter().filter(|p| p.weights_mib < f).count() >= CACHE_TERM_POINTS)
-        .filter_map(|&f| fit_terms(points, Some(f)))
-        .min_by(|a, b| a.rmspe.total_cmp(&b.rmspe));
-    let plain = plain.unwrap_or(ProgramTerms { scale: 1.0, overhead_ms: 0.0, cache: None, rmspe: f64::NAN });
-    match with_cache {
-        Some(c) if c.rmspe < (1.0 - CACHE_TERM_GAIN) * plain.rmspe => c,
-        _ => plain,
+    let fit = |per_kernel: bool| {
+        let plain = fit_terms(points, None, per_kernel);
+        let with_cache = FOOTPRINTS_MIB
+            .iter()
+            .filter(|&&f| points.iter().filter(|p| p.weights_mib < f).count() >= CACHE_TERM_POINTS)
+            .filter_map(|&f| fit_terms(points, Some(f), per_kernel))
+            .min_by(|a, b| a.rmspe.total_cmp(&b.rmspe));
+        match (plain, with_cache) {
+            (Some(p), Some(c)) if c.rmspe < (1.0 - CACHE_TERM_GAIN) * p.rmspe => Some(c),
+            (Some(p), _) => Some(p),
+            (None, c) => c,
+        }
+    };
+    let identity = ProgramTerms { scale: 1.0, overhead_ms: 0.0, per_kernel_ms: 0.0, cache: None, rmspe: f64::NAN };
+    let base = fit(false).unwrap_or(identity);
+    match fit(true) {
+        Some(k) if k.per_kernel_ms > 0.0 && k.rmspe < (1.0 - PER_KERNEL_GAIN) * base.rmspe => k,
+        _ => base,
     }
 }
 
 /// Weighted least squares of one form of the program terms; `None` when the points cannot
 /// determine it.
-fn fit_terms(points: &[ProgramPoint], footprint: Option<f64>) -> Option<ProgramTerms> {
+fn fit_terms(points: &[ProgramPoint], footprint: Option<f64>, per_kernel: bool) -> Option<ProgramTerms> {
     let cache = |factor| footprint.map(|f| CacheTerm { footprint_mib: f, factor });
+    // Columns: sum, [1], [kernels], [sum · cache shape].
     let columns = |p: &ProgramPoint, intercept: bool| {
         let mut x = vec![p.sum_ms];
         if intercept {
             x.push(1.0);
+        }
+        if per_kernel {
+            x.push(p.kernels as f64);
         }
         if let Some(term) = cache(1.0) {
             x.push(p.sum_ms * term.at(p.weights_mib));
@@ -437,25 +466,23 @@ fn fit_terms(points: &[ProgramPoint], footprint: Option<f64>) -> Option<ProgramT
         }
         crate::models::solve(&rows, dim)
     };
+    let fewest_kernels = points.iter().map(|p| p.kernels).min()? as f64;
     let mut coef = solve_with(true)?;
-    if coef[1] < 0.0 {
-        // Refit through the origin.
+    let per_kernel_at = |coef: &[f64]| if per_kernel { coef[2] } else { 0.0 };
+    if coef[1] + per_kernel_at(&coef) * fewest_kernels < 0.0 {
+        // The fixed part of some program would be negative: refit through the origin.
         coef = solve_with(false)?;
         coef.insert(1, 0.0);
     }
+    let per_kernel_ms = per_kernel_at(&coef);
     let terms = ProgramTerms {
         scale: coef[0].max(0.0),
         overhead_ms: coef[1],
-        cache: cache(coef.get(2).copied().unwrap_or(0.0)),
+        per_kernel_ms,
+        cache: cache(coef.get(if per_kernel { 3 } else { 2 }).copied().unwrap_or(0.0)),
         rmspe: 0.0,
     };
-    let errors: Vec<f64> = points
-        .iter()
-        .map(|p| {
-            let scale = terms.scale + terms.cache.as_ref().map_or(0.0, |c| c.at(p.weights_mib));
-            (terms.overhead_ms + scale * p.sum_ms - p.measured_ms) / p.measured_ms
-        })
-        .collect();
+    let errors: Vec<f64> = points.iter().map(|p| (terms.predict(p) - p.measured_ms) / p.measured_ms).collect();
     let rmspe = (errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64).sqrt();
     Some(ProgramTerms { rmspe, ..terms })
 }
@@ -480,7 +507,7 @@ pub fn fit_models(profile: &mut DeviceProfile) -> Result<()> {
     fit_programs(profile)
 }
 
-/// Fits the program-level terms (`scale`, `overhead_ms`, `cache`) on the profile's end-to-end samples,
+/// Fits the program-level terms (`scale`, `overhead_ms`, `per_kernel_ms`, `cache`) on the profile's end-to-end samples,
 /// against the kernel models' own predictions (what prediction sums). Without end-to-end samples
 /// (an import without them) the terms stay at scale 1 and the given overhead.
 fn fit_programs(profile: &mut DeviceProfile) -> Result<()> {
@@ -490,11 +517,17 @@ fn fit_programs(profile: &mut DeviceProfile) -> Result<()> {
     let predictor = crate::Predictor::new(profile);
     let mut points = Vec::new();
     for p in &profile.programs {
-        let (sum_ms, weights_mib) = predictor.kernel_sum(&Arch::parse(&p.arch)?)?;
-        points.push(ProgramPoint { sum_ms, weights_mib, measured_ms: p.measured_ms });
+        let sum = predictor.kernel_sum(&Arch::parse(&p.arch)?)?;
+        points.push(ProgramPoint {
+            sum_ms: sum.sum_ms,
+            weights_mib: sum.weights_mib,
+            kernels: sum.kernels,
+            measured_ms: p.measured_ms,
+        });
     }
     let terms = fit_program_terms(&points);
-    (profile.scale, profile.overhead_ms, profile.cache) = (terms.scale, terms.overhead_ms, terms.cache);
+    (profile.scale, profile.overhead_ms, profile.per_kernel_ms, profile.cache) =
+        (terms.scale, terms.overhead_ms, terms.per_kernel_ms, terms.cache);
     Ok(())
 }
 
@@ -502,16 +535,18 @@ fn fit_programs(profile: &mut DeviceProfile) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// Points of programs from 0.2 to 40 MiB whose latency follows `overhead + sum · scale(W)`,
-    /// with a deterministic ±1 % wobble.
-    fn points(overhead: f64, scale: f64, cache: Option<CacheTerm>) -> Vec<ProgramPoint> {
+    /// Points of programs from 0.2 to 40 MiB of 6 to 26 kernels whose latency follows
+    /// `overhead + per_kernel · kernels + sum · scale(W)`, with a deterministic ±1 % wobble.
+    fn points(overhead: f64, per_kernel: f64, scale: f64, cache: Option<CacheTerm>) -> Vec<ProgramPoint> {
         (0..40)
             .map(|i| {
                 let weights_mib = 0.2 + i as f64;
+                let kernels = 6 + 4 * (i * 5 % 6);
                 let sum_ms = 0.5 + 0.4 * weights_mib;
                 let factor = scale + cache.as_ref().map_or(0.0, |c| c.at(weights_mib));
                 let wobble = 1.0 + 0.01 * ((i * 7 % 5) as f64 - 2.0) / 2.0;
-                ProgramPoint { sum_ms, weights_mib, measured_ms: (overhead + factor * sum_ms) * wobble }
+                let measured_ms = (overhead + per_kernel * kernels as f64 + factor * sum_ms) * wobble;
+                ProgramPoint { sum_ms, weights_mib, kernels, measured_ms }
             })
             .collect()
     }
@@ -519,7 +554,7 @@ mod tests {
     #[test]
     fn program_terms_recover_a_cache_effect() {
         let truth = CacheTerm { footprint_mib: 8.0, factor: -0.08 };
-        let fit = fit_program_terms(&points(0.05, 1.03, Some(truth.clone())));
+        let fit = fit_program_terms(&points(0.05, 0.0, 1.03, Some(truth.clone())));
         let cache = fit.cache.clone().expect("a cache term");
         assert_eq!(cache.footprint_mib, truth.footprint_mib);
         assert!((cache.factor - truth.factor).abs() < 0.02, "{fit:?}");
@@ -528,10 +563,22 @@ mod tests {
     }
 
     #[test]
-    fn program_terms_add_no_cache_term_where_there_is_none() {
-        let fit = fit_program_terms(&points(0.05, 1.03, None));
-        assert_eq!(fit.cache, None, "{fit:?}");
+    fn program_terms_add_no_cache_or_per_kernel_term_where_there_is_none() {
+        let fit = fit_program_terms(&points(0.05, 0.0, 1.03, None));
+        assert_eq!((&fit.cache, fit.per_kernel_ms), (&None, 0.0), "{fit:?}");
         assert!((fit.scale - 1.03).abs() < 0.01 && (fit.overhead_ms - 0.05).abs() < 0.02, "{fit:?}");
+    }
+
+    #[test]
+    fn program_terms_recover_a_per_kernel_cost_beside_a_negative_intercept() {
+        // A line through programs of 6 kernels and more may cross zero below them.
+        let fit = fit_program_terms(&points(-0.04, 0.01, 1.03, None));
+        assert!((fit.per_kernel_ms - 0.01).abs() < 0.002, "{fit:?}");
+        assert!((fit.overhead_ms + 0.04).abs() < 0.02 && (fit.scale - 1.03).abs() < 0.01, "{fit:?}");
+        assert_eq!(fit.cache, None, "{fit:?}");
+        // Beyond that, the fixed part of some program would be negative: no intercept then.
+        let fit = fit_program_terms(&points(-0.2, 0.01, 1.03, None));
+        assert!(fit.overhead_ms + fit.per_kernel_ms * 6.0 >= 0.0, "{fit:?}");
     }
 
     #[test]
@@ -558,6 +605,6 @@ mod tests {
     #[test]
     fn program_terms_fall_back_to_the_identity_without_points() {
         let fit = fit_program_terms(&[]);
-        assert_eq!((fit.scale, fit.overhead_ms, fit.cache), (1.0, 0.0, None));
+        assert_eq!((fit.scale, fit.overhead_ms, fit.per_kernel_ms, fit.cache), (1.0, 0.0, 0.0, None));
     }
 }

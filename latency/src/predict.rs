@@ -29,6 +29,8 @@ pub fn weights_mib<'k>(keys: impl IntoIterator<Item = &'k KernelKey>) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
     pub total_ms: f64,
+    /// The program's fixed part: the profile's overhead plus its per-kernel term times the
+    /// number of kernels.
     pub overhead_ms: f64,
     /// The factor applied to the sum of the kernels (the profile's `scale`, with its cache term
     /// for small programs): `total_ms = overhead_ms + scale · Σ kernels`.
@@ -39,6 +41,13 @@ pub struct Prediction {
     pub extrapolated: bool,
     /// The arch lies outside the profile's calibrated space (`None` without a space).
     pub outside_space: Option<String>,
+}
+
+/// A program's kernels as the program-level terms see them.
+pub(crate) struct KernelSum {
+    pub sum_ms: f64,
+    pub weights_mib: f64,
+    pub kernels: usize,
 }
 
 /// Predicts latencies from a profile.
@@ -101,26 +110,27 @@ impl<'a> Predictor<'a> {
             kernels.push((key, ms));
         }
         let scale = self.profile.program_scale(weights_mib(kernels.iter().map(|(key, _)| key)));
-        let total_ms = self.profile.overhead_ms + scale * kernels.iter().map(|(_, ms)| ms).sum::<f64>();
+        let overhead_ms = self.profile.program_fixed_ms(kernels.len());
+        let total_ms = overhead_ms + scale * kernels.iter().map(|(_, ms)| ms).sum::<f64>();
         let outside_space = self.profile.space.as_ref().and_then(|s| s.contains(arch).err().map(|e| e.to_string()));
-        Ok(Prediction { total_ms, overhead_ms: self.profile.overhead_ms, scale, kernels, extrapolated, outside_space })
+        Ok(Prediction { total_ms, overhead_ms, scale, kernels, extrapolated, outside_space })
     }
 
     /// End-to-end milliseconds only (the search's path).
     pub fn predict_ms(&self, arch: &Arch) -> Result<f64> {
-        let (sum, mib) = self.kernel_sum(arch)?;
-        Ok(self.profile.overhead_ms + self.profile.program_scale(mib) * sum)
+        let p = self.kernel_sum(arch)?;
+        Ok(self.profile.program_fixed_ms(p.kernels) + self.profile.program_scale(p.weights_mib) * p.sum_ms)
     }
 
-    /// The sum of the kernel latencies of `arch`'s program (before the program-level terms) and
-    /// its GEMM weights in MiB: what those terms are fitted on.
-    pub(crate) fn kernel_sum(&self, arch: &Arch) -> Result<(f64, f64)> {
+    /// The sum of the kernel latencies of `arch`'s program (before the program-level terms),
+    /// with its GEMM weights and number of kernels: what those terms are fitted on.
+    pub(crate) fn kernel_sum(&self, arch: &Arch) -> Result<KernelSum> {
         let keys = self.kernels(arch)?;
-        let mut sum = 0.0;
+        let mut sum_ms = 0.0;
         for key in &keys {
-            sum += self.kernel_ms(key, arch)?.0;
+            sum_ms += self.kernel_ms(key, arch)?.0;
         }
-        Ok((sum, weights_mib(&keys)))
+        Ok(KernelSum { sum_ms, weights_mib: weights_mib(&keys), kernels: keys.len() })
     }
 
     /// [`Predictor::predict_ms`] for many archs, in parallel, results in input order.

@@ -136,6 +136,15 @@ pub struct DeviceProfile {
     /// kernels, and the tail a median of sums keeps but a sum of medians drops). Both are fitted
     /// on the calibration archs' measured end-to-end latencies.
     pub overhead_ms: f64,
+    /// What a program adds per kernel beyond the kernels' latencies: each kernel's latency is
+    /// the fastest of its rounds, taken kernel by kernel, and a sum of minima falls short of
+    /// the program's own fastest run by a little for every kernel it sums. Zero where
+    /// calibration found no such effect, and in profiles made before it was fitted; where it is
+    /// set, `overhead_ms` may be negative (a line fitted over programs of six kernels and more:
+    /// the fixed part `overhead_ms + per_kernel_ms · kernels` of every calibration program is
+    /// ≥ 0).
+    #[serde(default)]
+    pub per_kernel_ms: f64,
     #[serde(default = "one")]
     pub scale: f64,
     /// How much faster programs run whose weights stay in the caches between runs, which the
@@ -154,6 +163,11 @@ impl DeviceProfile {
         self.scale + self.cache.as_ref().map_or(0.0, |c| c.at(weights_mib))
     }
 
+    /// The fixed part of a program of `kernels` kernels: `overhead_ms + per_kernel_ms · kernels`.
+    pub fn program_fixed_ms(&self, kernels: usize) -> f64 {
+        self.overhead_ms + self.per_kernel_ms * kernels as f64
+    }
+
     /// An empty profile of `device`, stamped now.
     pub fn new(device: Device, source: &str, space: Option<SearchSpace>, batch: usize) -> DeviceProfile {
         DeviceProfile {
@@ -168,6 +182,7 @@ impl DeviceProfile {
             programs: Vec::new(),
             models: BTreeMap::new(),
             overhead_ms: 0.0,
+            per_kernel_ms: 0.0,
             scale: 1.0,
             cache: None,
             gemm_plans: Vec::new(),
@@ -200,6 +215,9 @@ impl DeviceProfile {
                 "scale ({}) must be ≥ 0 and overhead_ms ({}) finite",
                 profile.scale, profile.overhead_ms
             ));
+        }
+        if !(profile.per_kernel_ms.is_finite() && profile.per_kernel_ms >= 0.0) {
+            return bad(format!("per_kernel_ms ({}) must be ≥ 0", profile.per_kernel_ms));
         }
         if let Some(c) = &profile.cache
             && !(c.footprint_mib.is_finite() && c.footprint_mib > 0.0 && c.factor.is_finite())
@@ -282,6 +300,11 @@ mod tests {
         profile.save(&path).unwrap();
         let err = DeviceProfile::load(&path).unwrap_err().to_string();
         assert!(err.contains("p.ron") && err.contains("footprint_mib"), "{err}");
+        profile.cache = None;
+        profile.per_kernel_ms = -0.01;
+        profile.save(&path).unwrap();
+        let err = DeviceProfile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("p.ron") && err.contains("per_kernel_ms"), "{err}");
         std::fs::remove_dir_all(dir).ok();
     }
 

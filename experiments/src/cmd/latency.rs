@@ -133,7 +133,10 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
 
 /// The fitted models, program-level terms and fusion rules of a profile.
 fn print_fit(profile: &DeviceProfile) {
-    print!("  program terms: overhead {:.4} ms, scale {:.4}", profile.overhead_ms, profile.scale);
+    print!(
+        "  program terms: overhead {:.4} ms, {:.4} ms per kernel, scale {:.4}",
+        profile.overhead_ms, profile.per_kernel_ms, profile.scale
+    );
     match &profile.cache {
         Some(c) => println!(
             ", {:+.4} × (1 − weights / {} MiB) for programs whose weights take less",
@@ -212,7 +215,13 @@ pub fn predict_cmd(args: PredictArgs) -> Result<()> {
     if let Some(why) = &p.outside_space {
         println!("note: {why}");
     }
-    println!("  {:>9.4} ms  fixed per-program overhead", p.overhead_ms);
+    println!(
+        "  {:>9.4} ms  fixed: overhead {:.4} ms + {} kernels × {:.4} ms",
+        p.overhead_ms,
+        profile.overhead_ms,
+        p.kernels.len(),
+        profile.per_kernel_ms
+    );
     println!("  × {:.4}      on the sum of the kernels below", p.scale);
     for (key, ms) in &p.kernels {
         println!("  {ms:>9.4} ms  {key}");
