@@ -36,6 +36,7 @@ fn main() -> Result<(), search::Error> {
             // A larger population for the larger 3-objective front.
             nsga2: Nsga2Config::new(if objectives.len() > 2 { 200 } else { 50 }, 100_000, 0),
             budget,
+            random_budget: None,
             seeds: (0..5).collect(),
             reference_seeds: vec![1000, 1001, 1002],
             reference_budget: budget * 5,
