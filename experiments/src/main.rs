@@ -2,6 +2,7 @@
 //! together; each stage is a subcommand.
 
 mod cmd;
+mod compiled_eval;
 mod io;
 
 use std::process::ExitCode;

@@ -31,14 +31,32 @@ pub fn evaluate(
 ) -> Result<Score, ModelError> {
     let mut arch = arch.clone();
     arch.task = net.max.task;
+    evaluate_with(task, examples, pad, batch_size, |batch| {
+        let logits = net.forward(batch, &arch, Mode::default())?.logits;
+        logits.into_data().try_into_vec::<f32>().map_err(|e| ModelError::Input(format!("{e:?}")))
+    })
+}
+
+/// Scores the logits `run` gives for each length-sorted batch of `batch_size` examples (`rows ×
+/// outputs`, row-major): evaluation whatever computes the logits (the supernet in burn, or the
+/// subnet's compiled program).
+pub fn evaluate_with<E: From<ModelError>>(
+    task: Task,
+    examples: &[Encoded],
+    pad: u32,
+    batch_size: usize,
+    mut run: impl FnMut(&Batch) -> Result<Vec<f32>, E>,
+) -> Result<Score, E> {
     let mut predictions = vec![0.0f64; examples.len()];
     for index in plan(examples, batch_size, None) {
         let batch = Batch::new(examples, index, pad);
-        let logits = net.forward(&batch, &arch, Mode::default())?.logits;
-        let [rows, width] = logits.dims();
-        let values: Vec<f32> =
-            logits.into_data().try_into_vec::<f32>().map_err(|e| ModelError::Input(format!("{e:?}")))?;
-        for (r, &i) in batch.index.iter().enumerate().take(rows) {
+        let values = run(&batch)?;
+        let rows = batch.index.len();
+        if rows == 0 || values.len() % rows != 0 {
+            return Err(ModelError::Input(format!("{} logits for a batch of {rows} examples", values.len())).into());
+        }
+        let width = values.len() / rows;
+        for (r, &i) in batch.index.iter().enumerate() {
             let row = &values[r * width..(r + 1) * width];
             predictions[i] = if task.is_regression() { f64::from(row[0]) } else { argmax(row) as f64 };
         }

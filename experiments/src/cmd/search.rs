@@ -18,9 +18,9 @@ use search::{Evaluation, Evaluator, Nsga2, Nsga2Config, ObjectiveSpec, Sense, no
 use serde::Deserialize;
 use serde_json::json;
 use supernet::data::{self, Split, Task};
-use supernet::eval::evaluate;
 use supernet::{Encoded, Encoder, Supernet};
 
+use crate::compiled_eval::{cores, evaluate_compiled};
 use crate::io::{print_json, write_atomic};
 
 /// A search experiment (RON). Unknown fields are rejected.
@@ -164,8 +164,8 @@ impl CostEvaluator {
     /// `arch`'s dev metric with inherited weights, scored now (not from memory).
     pub fn score(&self, arch: &Arch) -> Result<f64, search::Error> {
         let judge = self.judge()?;
-        let score =
-            evaluate(&judge.net, arch, judge.task, &judge.dev, judge.pad, 128).map_err(search::Error::evaluator)?;
+        let score = evaluate_compiled(&judge.net, arch, judge.task, &judge.dev, judge.pad, 128, cores())
+            .map_err(|e| search::Error::evaluator(std::io::Error::other(format!("{e:#}"))))?;
         Ok(score.value)
     }
 

@@ -9,11 +9,11 @@ use arch::{Arch, TaskHead};
 use burn::tensor::Device;
 use serde_json::json;
 use supernet::data::{self, Split, Task};
-use supernet::eval::evaluate;
 use supernet::export::export;
 use supernet::train::RATE_WINDOW;
 use supernet::{Encoded, Encoder, Sandwich, Supernet, TrainConfig, Trainer, teacher};
 
+use crate::compiled_eval::{Engine, score};
 use crate::io::{cache_dir, parse_arch, print_json, write_atomic};
 
 /// Which phase `canao train` runs.
@@ -323,6 +323,13 @@ pub struct EvalArgs {
     /// Examples per batch.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
+    /// How logits are computed: the subnet's compiled program, or the supernet's forward in burn
+    /// (the same scores but for an argmax tie, slower).
+    #[arg(long, value_enum, default_value_t = Engine::Compiled)]
+    engine: Engine,
+    /// Worker threads of the compiled programs (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Put the supernet's hidden dims, heads and FFN neurons in importance order first (as
     /// supernet training with `reorder: true` starts): shows what reordering gives a model as it is.
     #[arg(long)]
@@ -356,20 +363,27 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let data_dir = data::data_dir(args.data.as_deref())?;
     let dev = encoder.encode(&data::load(args.task, &data_dir, Split::Dev)?)?;
     let archs: Vec<Arch> = args.arch.iter().map(|a| parse_arch(a, None)).collect::<Result<_>>()?;
+    let threads = args.threads.unwrap_or_else(crate::compiled_eval::cores);
     let started = Instant::now();
     let mut rows = Vec::new();
     for arch in &archs {
-        let score = evaluate(&net, arch, args.task, &dev, encoder.pad, args.batch_size)?;
+        let score = score(args.engine, &net, arch, args.task, &dev, encoder.pad, args.batch_size, threads)?;
         let shown: Vec<String> = score.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
         println!("{arch}: {}", shown.join(", "));
         rows.push(json!({"arch": arch.to_string(), "metrics": score.metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<String, serde_json::Value>>()}));
     }
     let seconds = started.elapsed().as_secs_f64();
     let rate = archs.len() as f64 / seconds.max(1e-9);
-    println!("{} archs on {} {} dev examples in {seconds:.2} s: {rate:.2} archs/s", archs.len(), dev.len(), args.task);
+    println!(
+        "{} archs on {} {} dev examples in {seconds:.2} s: {rate:.2} archs/s ({:?} engine)",
+        archs.len(),
+        dev.len(),
+        args.task,
+        args.engine
+    );
     if args.json {
         print_json(
-            &json!({"supernet": shown.map(|d| d.display().to_string()), "reordered": args.reorder, "task": args.task.to_string(), "examples": dev.len(), "results": rows, "seconds": seconds, "archs_per_s": rate}),
+            &json!({"supernet": shown.map(|d| d.display().to_string()), "reordered": args.reorder, "engine": format!("{:?}", args.engine).to_lowercase(), "threads": threads, "task": args.task.to_string(), "examples": dev.len(), "results": rows, "seconds": seconds, "archs_per_s": rate}),
         );
     }
     Ok(())
