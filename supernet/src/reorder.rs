@@ -5,20 +5,56 @@
 //! full model computes exactly what it did before (LayerNorm is permutation-equivariant); only
 //! which dims, heads and neurons a narrower subnet keeps changes.
 //!
-//! Importance is measured on the weights alone (no data, no gradients):
+//! Importance is measured either on the weights alone ([`importance_order`], no data):
 //! - an FFN neuron: ‖row of the intermediate projection‖ · ‖column of the output projection‖;
 //! - a head: ‖its value rows‖ · ‖its output-projection columns‖ (the path it writes through);
 //! - a hidden dim: the sum over every LayerNorm of γ², which also ranks BERT's few outlier
-//!   dims (large γ, and harmful to drop) first.
+//!   dims (large γ, and harmful to drop) first;
+//!
+//! or on data ([`data_importance_order`], DynaBERT after Michel et al. 2019): how much the task
+//! loss moves when a head, a neuron or a hidden dim is masked, to first order, `|∂L/∂m|` at the
+//! mask `m = 1`, summed over batches. A mask on a unit's output is a factor on the weights that
+//! read it, so `∂L/∂m` is a sum of `w · ∂L/∂w` over those weights: a head's rows of the attention
+//! output projection, a neuron's row of the FFN output projection, a hidden dim's γ and β in
+//! every LayerNorm (whose outputs make the hidden state).
 
 use arch::{Arch, TaskHead};
-use burn::tensor::Device;
+use burn::nn::LayerNorm;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
+use crate::data::Task;
 use crate::export::{Named, subnet_tensors};
-use crate::model::{ModelError, Supernet};
+use crate::model::{Mode, ModelError, Supernet};
+use crate::tokens::Batch;
+
+/// How importance is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Importance {
+    /// On the weights alone ([`importance_order`]).
+    #[default]
+    Magnitude,
+    /// On training batches ([`data_importance_order`]).
+    Data,
+}
+
+/// Training batches (of [`IMPORTANCE_BATCH`] examples, a seeded sample of the split) that data
+/// importance is measured on.
+pub const IMPORTANCE_BATCHES: usize = 64;
+pub const IMPORTANCE_BATCH: usize = 32;
+
+/// The batches data importance is measured on: the first [`IMPORTANCE_BATCHES`] of a seeded plan of
+/// `examples` (a fixed, length-bucketed sample).
+pub fn importance_batches(examples: &[crate::Encoded], pad: u32) -> Vec<Batch> {
+    crate::tokens::plan(examples, IMPORTANCE_BATCH, Some(0))
+        .into_iter()
+        .take(IMPORTANCE_BATCHES)
+        .map(|index| Batch::new(examples, index, pad))
+        .collect()
+}
 
 /// The order of each axis, most important first: `new[i] = old[order[i]]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub hidden: Vec<usize>,
     /// Per layer.
@@ -206,10 +242,85 @@ pub fn apply(tensors: &mut [Named], max: &Arch, order: &Order) -> Result<(), Mod
 /// `net` with its hidden dims, heads and FFN neurons in importance order, on `device`; and the
 /// order applied.
 pub fn reorder(net: &Supernet, device: &Device) -> Result<(Supernet, Order), ModelError> {
-    let mut tensors = subnet_tensors(net, &net.max)?;
+    let tensors = subnet_tensors(net, &net.max)?;
     let order = importance_order(&tensors, &net.max)?;
-    apply(&mut tensors, &net.max, &order)?;
-    Ok((Supernet::from_tensors(&net.max, net.eps, tensors, device)?, order))
+    Ok((reordered(net, tensors, &order, device)?, order))
+}
+
+/// `net` with its axes in `order`, on `device`.
+pub fn reorder_by(net: &Supernet, order: &Order, device: &Device) -> Result<Supernet, ModelError> {
+    reordered(net, subnet_tensors(net, &net.max)?, order, device)
+}
+
+fn reordered(net: &Supernet, mut tensors: Vec<Named>, order: &Order, device: &Device) -> Result<Supernet, ModelError> {
+    apply(&mut tensors, &net.max, order)?;
+    Supernet::from_tensors(&net.max, net.eps, tensors, device)
+}
+
+/// The importance order of `net`'s full model measured on `batches` of labelled examples (see the
+/// module's doc). `net` must be on an autodiff device; its weights are not changed.
+pub fn data_importance_order(net: &Supernet, task: Task, batches: &[Batch]) -> Result<Order, ModelError> {
+    if !net.device().is_autodiff() {
+        return Err(ModelError::Input("data importance needs the supernet on an autodiff device".into()));
+    }
+    if batches.is_empty() {
+        return Err(ModelError::Input("data importance needs at least one batch".into()));
+    }
+    let max = &net.max;
+    let mut hidden = vec![0.0f64; max.hidden];
+    let mut heads: Vec<Vec<f64>> = max.heads.iter().map(|&h| vec![0.0; h]).collect();
+    let mut neurons: Vec<Vec<f64>> = max.ffn.iter().map(|&f| vec![0.0; f]).collect();
+    for batch in batches {
+        let logits = net.forward(batch, max, Mode::default())?.logits;
+        let grads = crate::train::task_loss(task, logits, &batch.labels).backward();
+        // Σ w · ∂L/∂w per row of a `[rows, cols]` weight: the derivative by a mask on each row.
+        let row_sums = |w: Tensor<2>| -> Result<Vec<f64>, ModelError> {
+            let g = w.grad(&grads).ok_or_else(|| ModelError::Input("a weight has no gradient".into()))?;
+            let rows = w.dims()[0];
+            values((w.inner() * g).sum_dim(1).reshape([rows]))
+        };
+        // Σ over the LayerNorms of γ · ∂L/∂γ + β · ∂L/∂β, per hidden dim.
+        let mut ln_sum = vec![0.0f64; max.hidden];
+        let mut add_norm = |ln: &LayerNorm| -> Result<(), ModelError> {
+            let mut add = |p: Tensor<1>| -> Result<(), ModelError> {
+                let g = p.grad(&grads).ok_or_else(|| ModelError::Input("a LayerNorm has no gradient".into()))?;
+                for (s, v) in ln_sum.iter_mut().zip(values(p.inner() * g)?) {
+                    *s += v;
+                }
+                Ok(())
+            };
+            add(ln.gamma.val())?;
+            if let Some(b) = &ln.beta {
+                add(b.val())?;
+            }
+            Ok(())
+        };
+        add_norm(&net.embeddings.layer_norm)?;
+        for (l, layer) in net.encoder.layer.iter().enumerate() {
+            add_norm(&layer.attention.output.layer_norm)?;
+            add_norm(&layer.output.layer_norm)?;
+            let per_row = row_sums(layer.attention.output.dense.weight.val())?;
+            for (score, head) in heads[l].iter_mut().zip(per_row.chunks(max.head_dim)) {
+                *score += head.iter().sum::<f64>().abs();
+            }
+            for (score, v) in neurons[l].iter_mut().zip(row_sums(layer.output.dense.weight.val())?) {
+                *score += v.abs();
+            }
+        }
+        for (score, v) in hidden.iter_mut().zip(ln_sum) {
+            *score += v.abs();
+        }
+    }
+    Ok(Order {
+        hidden: descending(&hidden),
+        heads: heads.iter().map(|h| descending(h)).collect(),
+        neurons: neurons.iter().map(|n| descending(n)).collect(),
+    })
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f64>, ModelError> {
+    let v: Vec<f32> = t.into_data().try_into_vec().map_err(|e| ModelError::Input(format!("{e:?}")))?;
+    Ok(v.into_iter().map(f64::from).collect())
 }
 
 #[cfg(test)]
@@ -291,5 +402,45 @@ mod tests {
         // Sorted again, nothing moves.
         let (_, again) = reorder(&sorted, &device).unwrap();
         assert!(again.is_identity(), "{again:?}");
+    }
+
+    #[test]
+    fn data_importance_ranks_dead_units_last_and_keeps_the_full_model() {
+        let device = Device::flex().autodiff();
+        let net = random_net(&device);
+        // Silence head 1 and neuron 5 of layer 0: nothing reads them, so masking them moves no
+        // loss.
+        let mut tensors = subnet_tensors(&net, &net.max).unwrap();
+        let (hd, h) = (net.max.head_dim, net.max.hidden);
+        let out = tensors.iter_mut().find(|t| t.0 == "bert.encoder.layer.0.attention.output.dense.weight").unwrap();
+        for row in out.2.chunks_mut(net.max.heads[0] * hd) {
+            row[hd..2 * hd].fill(0.0); // `[out, in]`: head 1's columns
+        }
+        let down = tensors.iter_mut().find(|t| t.0 == "bert.encoder.layer.0.output.dense.weight").unwrap();
+        for row in down.2.chunks_mut(net.max.ffn[0]) {
+            row[5] = 0.0;
+        }
+        let net = Supernet::from_tensors(&net.max, net.eps, tensors, &device).unwrap();
+        let batches: Vec<Batch> = (0..3)
+            .map(|b| {
+                let ids: Vec<u32> = (0..16).map(|i| ((i * 7 + b * 3) % 40) as u32).collect();
+                let mut batch = Batch::unlabelled(ids, vec![0; 16], vec![1.0; 16], 8);
+                batch.labels = vec![crate::Label::Class(b % 3), crate::Label::Class((b + 1) % 3)];
+                batch
+            })
+            .collect();
+        let order = data_importance_order(&net, Task::Trec, &batches).unwrap();
+        assert_eq!(order.heads[0].last(), Some(&1), "{:?}", order.heads[0]);
+        assert_eq!(order.neurons[0].last(), Some(&5), "{:?}", order.neurons[0]);
+        assert_eq!(order.hidden.len(), h);
+        let sorted = reorder_by(&net, &order, &Device::flex()).unwrap();
+        let plain = Supernet::from_tensors(&net.max, net.eps, subnet_tensors(&net, &net.max).unwrap(), &Device::flex())
+            .unwrap();
+        let full = net.max.clone();
+        let (a, b) = (logits(&plain, &full), logits(&sorted, &full));
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "the full model changed by {diff}");
+        // Without autodiff there is no gradient to measure.
+        assert!(data_importance_order(&plain, Task::Trec, &batches).is_err());
     }
 }

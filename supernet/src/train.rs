@@ -68,6 +68,8 @@ pub struct Sandwich {
     /// importance order before training, so that narrow subnets keep the most important ones
     /// ([`crate::reorder`]). The full model is unchanged by it.
     pub reorder: bool,
+    /// How `reorder` ranks them: by weight magnitude, or on training batches (DynaBERT).
+    pub importance: crate::reorder::Importance,
 }
 
 impl Sandwich {
@@ -91,6 +93,7 @@ impl Default for Sandwich {
             hidden_weight: 0.0,
             attention_weight: 0.0,
             reorder: false,
+            importance: crate::reorder::Importance::Magnitude,
         }
     }
 }

@@ -10,6 +10,7 @@ use burn::tensor::Device;
 use serde_json::json;
 use supernet::data::{self, Split, Task};
 use supernet::export::export;
+use supernet::reorder::{IMPORTANCE_BATCH, IMPORTANCE_BATCHES, Order, importance_batches};
 use supernet::train::RATE_WINDOW;
 use supernet::{Encoded, Encoder, Sandwich, Supernet, TrainConfig, Trainer, teacher};
 
@@ -210,14 +211,15 @@ pub fn run_phase(run: &PhaseRun) -> Result<serde_json::Value> {
         config.clone()
     };
     let mut model = model;
-    if started_with.sandwich.as_ref().is_some_and(|s| s.reorder)
+    if let Some(sandwich) = started_with.sandwich.as_ref().filter(|s| s.reorder)
         && let Some(teacher) = &teacher_net
     {
-        let (sorted, order) = supernet::reorder::reorder(teacher, &Device::flex())?;
+        let order = importance(teacher, sandwich.importance, task, &train, encoder.pad, out, run.resume)?;
         if !run.resume {
-            model = supernet::reorder::reorder(&model, &device)?.0;
+            // The model starts as the teacher: the teacher's order is its order.
+            model = supernet::reorder::reorder_by(&model, &order, &device)?;
         }
-        teacher_net = Some(sorted);
+        teacher_net = Some(supernet::reorder::reorder_by(teacher, &order, &Device::flex())?);
         tracing::info!(moved = !order.is_identity(), "importance reordering");
     }
     let mut trainer = if run.resume {
@@ -330,10 +332,12 @@ pub struct EvalArgs {
     /// Worker threads of the compiled programs (default: every core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Put the supernet's hidden dims, heads and FFN neurons in importance order first (as
-    /// supernet training with `reorder: true` starts): shows what reordering gives a model as it is.
-    #[arg(long)]
-    reorder: bool,
+    /// Put the supernet's hidden dims, heads and FFN neurons in importance order first, by weight
+    /// magnitude (`--reorder`, as supernet training with `reorder: true` starts) or measured on
+    /// training batches (`--reorder data`: DynaBERT's loss sensitivity): shows what reordering
+    /// gives a model as it is.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "magnitude")]
+    reorder: Option<Importance>,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -353,14 +357,74 @@ pub fn load_supernet(explicit: Option<PathBuf>, task: Task) -> Result<(Supernet,
     Ok((Supernet::from_pretrained(&dir, head(task), &device)?, dir.join("tokenizer.json")))
 }
 
+/// How `canao eval --reorder` ranks hidden dims, heads and neurons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Importance {
+    /// By weight magnitude (no data).
+    Magnitude,
+    /// By the task loss's sensitivity to masking each, on training batches.
+    Data,
+}
+
+/// `net`'s order by data importance on training `examples` (measured on an autodiff copy).
+fn data_importance(net: &Supernet, task: Task, examples: &[Encoded], pad: u32) -> Result<Order> {
+    let batches = importance_batches(examples, pad);
+    let tensors = supernet::export::subnet_tensors(net, &net.max)?;
+    let graded = Supernet::from_tensors(&net.max, net.eps, tensors, &Device::flex().autodiff())?;
+    Ok(supernet::reorder::data_importance_order(&graded, task, &batches)?)
+}
+
+/// The importance order a supernet run starts from: by magnitude, or measured on data once and
+/// kept in `OUT/importance.json` (a resumed run reads it: measured again, float sums in another
+/// order could swap two near-equal units).
+fn importance(
+    teacher: &Supernet,
+    by: supernet::reorder::Importance,
+    task: Task,
+    train: &[Encoded],
+    pad: u32,
+    out: &Path,
+    resume: bool,
+) -> Result<Order> {
+    let file = out.join("importance.json");
+    match by {
+        supernet::reorder::Importance::Magnitude => {
+            let tensors = supernet::export::subnet_tensors(teacher, &teacher.max)?;
+            Ok(supernet::reorder::importance_order(&tensors, &teacher.max)?)
+        }
+        supernet::reorder::Importance::Data if resume => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}: not an importance order", file.display()))
+        }
+        supernet::reorder::Importance::Data => {
+            eprintln!("measuring importance on {IMPORTANCE_BATCHES} training batches of {IMPORTANCE_BATCH}…");
+            let order = data_importance(teacher, task, train, pad)?;
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            write_atomic(&file, serde_json::to_string(&order)?.as_bytes())?;
+            Ok(order)
+        }
+    }
+}
+
 pub fn eval(args: EvalArgs) -> Result<()> {
     let shown = args.supernet.clone();
     let (mut net, tokenizer) = load_supernet(args.supernet, args.task)?;
-    if args.reorder {
-        net = supernet::reorder::reorder(&net, &Device::flex())?.0;
-    }
     let encoder = Encoder::from_file(&tokenizer, net.max.max_positions.min(128))?;
     let data_dir = data::data_dir(args.data.as_deref())?;
+    match args.reorder {
+        None => {}
+        Some(Importance::Magnitude) => net = supernet::reorder::reorder(&net, &Device::flex())?.0,
+        Some(Importance::Data) => {
+            let started = Instant::now();
+            let train = encoder.encode(&data::load(args.task, &data_dir, Split::Train)?)?;
+            let order = data_importance(&net, args.task, &train, encoder.pad)?;
+            net = supernet::reorder::reorder_by(&net, &order, &Device::flex())?;
+            eprintln!(
+                "importance measured on {IMPORTANCE_BATCHES} training batches of {IMPORTANCE_BATCH} in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
     let dev = encoder.encode(&data::load(args.task, &data_dir, Split::Dev)?)?;
     let archs: Vec<Arch> = args.arch.iter().map(|a| parse_arch(a, None)).collect::<Result<_>>()?;
     let threads = args.threads.unwrap_or_else(crate::compiled_eval::cores);
@@ -383,7 +447,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     );
     if args.json {
         print_json(
-            &json!({"supernet": shown.map(|d| d.display().to_string()), "reordered": args.reorder, "engine": format!("{:?}", args.engine).to_lowercase(), "threads": threads, "task": args.task.to_string(), "examples": dev.len(), "results": rows, "seconds": seconds, "archs_per_s": rate}),
+            &json!({"supernet": shown.map(|d| d.display().to_string()), "reordered": args.reorder.map(|r| format!("{r:?}").to_lowercase()), "engine": format!("{:?}", args.engine).to_lowercase(), "threads": threads, "task": args.task.to_string(), "examples": dev.len(), "results": rows, "seconds": seconds, "archs_per_s": rate}),
         );
     }
     Ok(())
