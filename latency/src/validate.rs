@@ -40,7 +40,30 @@ pub struct Validation {
     pub within_5: f64,
     pub within_10: f64,
     pub spearman: f64,
+    /// How much slower (positive) or faster this machine ran the profile's own calibration
+    /// programs now than when it was calibrated: the median of `now / then − 1` over
+    /// [`DRIFT_PROBES`] of them, measured taking turns with the held-out archs. `None` for a
+    /// profile without end-to-end samples. A shared machine's speed moves over minutes (its
+    /// neighbours, its clock); this says how much of a validation's error is that and not the
+    /// predictor.
+    pub drift: Option<Drift>,
 }
+
+/// The machine's speed now against calibration time, and the held-out errors with it taken out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drift {
+    /// Median of `now / then − 1` over the calibration programs measured again.
+    pub drift: f64,
+    /// Calibration programs measured again.
+    pub probes: usize,
+    /// Shares within ±5 % and ±10 % of `measured / (1 + drift)`: what the predictor would score
+    /// had the machine run as fast as at calibration. A diagnostic, not the validation's result.
+    pub within_5_at_calibration_speed: f64,
+    pub within_10_at_calibration_speed: f64,
+}
+
+/// Calibration programs measured again beside the held-out archs to estimate [`Drift`].
+pub const DRIFT_PROBES: usize = 8;
 
 /// Ranks with ties averaged.
 fn ranks(values: &[f64]) -> Vec<f64> {
@@ -84,7 +107,31 @@ impl Validation {
         let predicted: Vec<f64> = rows.iter().map(|r| r.predicted_ms).collect();
         let measured: Vec<f64> = rows.iter().map(|r| r.measured_ms).collect();
         let spearman = spearman(&predicted, &measured);
-        Validation { within_5: within(0.05), within_10: within(0.10), rmspe, rmspe_lookup, spearman, rows }
+        Validation { within_5: within(0.05), within_10: within(0.10), rmspe, rmspe_lookup, spearman, rows, drift: None }
+    }
+
+    /// Adds the drift estimated from `(then, now)` milliseconds of calibration programs.
+    pub fn with_drift(mut self, probes: &[(f64, f64)]) -> Validation {
+        let mut ratios: Vec<f64> =
+            probes.iter().filter(|(then, _)| *then > 0.0).map(|(then, now)| now / then).collect();
+        if ratios.is_empty() {
+            return self;
+        }
+        ratios.sort_by(f64::total_cmp);
+        let mid = ratios.len() / 2;
+        let median = if ratios.len() % 2 == 1 { ratios[mid] } else { (ratios[mid - 1] + ratios[mid]) / 2.0 };
+        let n = self.rows.len().max(1) as f64;
+        let within = |t: f64| {
+            let ok = self.rows.iter().filter(|r| (r.predicted_ms * median / r.measured_ms - 1.0).abs() <= t).count();
+            ok as f64 / n
+        };
+        self.drift = Some(Drift {
+            drift: median - 1.0,
+            probes: ratios.len(),
+            within_5_at_calibration_speed: within(0.05),
+            within_10_at_calibration_speed: within(0.10),
+        });
+        self
     }
 
     /// The rows as CSV text (`arch,predicted_ms,measured_ms,relative_error,extrapolated`).
@@ -114,8 +161,23 @@ pub fn held_out_archs(profile: &DeviceProfile, n: usize, seed: u64) -> Result<Ve
     Ok((0..n).map(|_| space.sample(&mut rng)).collect())
 }
 
+/// Up to [`DRIFT_PROBES`] of the profile's calibration programs, spread over their latencies:
+/// their archs and the milliseconds calibration measured.
+fn drift_probes(profile: &DeviceProfile) -> Result<Vec<(Arch, f64)>> {
+    let mut programs: Vec<_> = profile.programs.iter().collect();
+    programs.sort_by(|a, b| a.measured_ms.total_cmp(&b.measured_ms));
+    let take = DRIFT_PROBES.min(programs.len());
+    (0..take)
+        .map(|i| {
+            let p = programs[(2 * i + 1) * programs.len() / (2 * take)];
+            Ok((Arch::parse(&p.arch)?, p.measured_ms))
+        })
+        .collect()
+}
+
 /// Compiles and measures every arch on this machine as the profile's device ran its programs,
-/// and compares with the predictions.
+/// and compares with the predictions; calibration programs measured again between them give the
+/// machine's [`Drift`] since calibration.
 pub fn validate(profile: &DeviceProfile, archs: &[Arch], progress: &mut dyn FnMut(Progress)) -> Result<Validation> {
     compiler::tune::preload(&profile.gemm_plans);
     let predictor = Predictor::new(profile);
@@ -129,11 +191,33 @@ pub fn validate(profile: &DeviceProfile, archs: &[Arch], progress: &mut dyn FnMu
         pin_threads: true,
         ..Default::default()
     };
-    let measured = measure_end_to_end(archs, &options, &mut |done| {
-        progress(Progress { stage: "validate", done, total: PASSES * archs.len() })
+    // The probes spread evenly among the held-out archs, so that they see the machine when the
+    // archs do.
+    let probes = drift_probes(profile)?;
+    let mut all: Vec<Arch> = Vec::with_capacity(archs.len() + probes.len());
+    let mut probe_at = Vec::with_capacity(probes.len());
+    let mut next = probes.iter();
+    for (i, arch) in archs.iter().enumerate() {
+        if probe_at.len() < probes.len()
+            && i * probes.len() >= probe_at.len() * archs.len()
+            && let Some((probe, _)) = next.next()
+        {
+            probe_at.push(all.len());
+            all.push(probe.clone());
+        }
+        all.push(arch.clone());
+    }
+    for (probe, _) in next {
+        probe_at.push(all.len());
+        all.push(probe.clone());
+    }
+    let measured = measure_end_to_end(&all, &options, &mut |done| {
+        progress(Progress { stage: "validate", done, total: PASSES * all.len() })
     })?;
+    let drift: Vec<(f64, f64)> = probes.iter().zip(&probe_at).map(|((_, then), &i)| (*then, measured[i])).collect();
+    let held_out = measured.iter().enumerate().filter(|(i, _)| !probe_at.contains(i)).map(|(_, &ms)| ms);
     let mut rows = Vec::with_capacity(archs.len());
-    for (arch, measured_ms) in archs.iter().zip(measured) {
+    for (arch, measured_ms) in archs.iter().zip(held_out) {
         let prediction = predictor.predict(arch)?;
         rows.push(Row {
             arch: arch.to_string(),
@@ -143,8 +227,8 @@ pub fn validate(profile: &DeviceProfile, archs: &[Arch], progress: &mut dyn FnMu
             extrapolated: prediction.extrapolated,
         });
     }
-    progress(Progress { stage: "validate", done: archs.len(), total: archs.len() });
-    Ok(Validation::from_rows(rows))
+    progress(Progress { stage: "validate", done: all.len(), total: all.len() });
+    Ok(Validation::from_rows(rows).with_drift(&drift))
 }
 
 #[cfg(test)]
@@ -157,5 +241,27 @@ mod tests {
         assert!((spearman(&a, &[10.0, 20.0, 35.0, 100.0]) - 1.0).abs() < 1e-12);
         assert!((spearman(&a, &[4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
         assert_eq!(ranks(&[3.0, 1.0, 3.0]), vec![1.5, 0.0, 1.5]);
+    }
+
+    #[test]
+    fn drift_is_the_median_probe_ratio_and_taken_out_of_the_errors() {
+        let row = |predicted_ms: f64, measured_ms: f64| Row {
+            arch: String::new(),
+            predicted_ms,
+            lookup_ms: predicted_ms,
+            measured_ms,
+            extrapolated: false,
+        };
+        // The machine runs 8 % slower than at calibration: every arch measures 8 % over its
+        // prediction, one more 20 % over.
+        let rows = vec![row(1.0, 1.08), row(2.0, 2.16), row(3.0, 3.24), row(1.0, 1.30)];
+        let v = Validation::from_rows(rows);
+        assert_eq!(v.within_5, 0.0);
+        let v = v.with_drift(&[(1.0, 1.08), (2.0, 2.16), (4.0, 4.32), (1.0, 0.5), (1.0, 3.0)]);
+        let d = v.drift.clone().unwrap();
+        assert!((d.drift - 0.08).abs() < 1e-12 && d.probes == 5, "{d:?}");
+        assert_eq!((d.within_5_at_calibration_speed, d.within_10_at_calibration_speed), (0.75, 0.75));
+        assert_eq!(v.within_5, 0.0, "the validation's own result is untouched");
+        assert!(Validation::from_rows(vec![row(1.0, 1.0)]).with_drift(&[]).drift.is_none());
     }
 }

@@ -21,6 +21,9 @@ fn tiny_calibration_predicts_held_out_archs() {
 
     let archs = held_out_archs(&profile, 12, 7).unwrap();
     let v = validate(&profile, &archs, &mut |_| {}).unwrap();
+    assert_eq!(v.rows.len(), archs.len(), "the drift probes are not held-out rows");
+    let drift = v.drift.clone().expect("calibration programs measured again");
+    assert!(drift.probes >= 1 && drift.drift.is_finite() && drift.drift > -0.9, "{drift:?}");
 
     // Shape-blind baselines fitted on the same measurements: a constant (the mean measured
     // latency) and latency proportional to FLOPs (least squares on relative error).

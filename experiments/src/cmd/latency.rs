@@ -292,6 +292,15 @@ pub fn validate_cmd(args: ValidateArgs) -> Result<()> {
         v.within_10 * 100.0,
         v.spearman
     );
+    if let Some(d) = &v.drift {
+        println!(
+            "this machine ran {} calibration programs {:+.1}% against calibration time; at calibration speed: within ±5% {:.0}%, within ±10% {:.0}% (a diagnostic: the result is the line above)",
+            d.probes,
+            d.drift * 100.0,
+            d.within_5_at_calibration_speed * 100.0,
+            d.within_10_at_calibration_speed * 100.0
+        );
+    }
     println!("wrote {} and {}", csv.display(), svg.display());
     if args.json {
         print_json(&json!({
@@ -303,6 +312,7 @@ pub fn validate_cmd(args: ValidateArgs) -> Result<()> {
             "within_5": v.within_5,
             "within_10": v.within_10,
             "spearman": v.spearman,
+            "drift": v.drift,
             "csv": csv.display().to_string(),
             "svg": svg.display().to_string(),
         }));
