@@ -70,6 +70,10 @@ pub struct Sandwich {
     pub reorder: bool,
     /// How `reorder` ranks them: by weight magnitude, or on training batches (DynaBERT).
     pub importance: crate::reorder::Importance,
+    /// Whether `reorder` moves the hidden dims too (heads and FFN neurons always move). Data
+    /// importance puts the teacher's few large-activation dims first, where every subnet's hidden
+    /// slice and its hidden-state distillation see them.
+    pub reorder_hidden: bool,
 }
 
 impl Sandwich {
@@ -94,6 +98,7 @@ impl Default for Sandwich {
             attention_weight: 0.0,
             reorder: false,
             importance: crate::reorder::Importance::Magnitude,
+            reorder_hidden: true,
         }
     }
 }

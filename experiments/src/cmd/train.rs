@@ -214,7 +214,10 @@ pub fn run_phase(run: &PhaseRun) -> Result<serde_json::Value> {
     if let Some(sandwich) = started_with.sandwich.as_ref().filter(|s| s.reorder)
         && let Some(teacher) = &teacher_net
     {
-        let order = importance(teacher, sandwich.importance, task, &train, encoder.pad, out, run.resume)?;
+        let mut order = importance(teacher, sandwich.importance, task, &train, encoder.pad, out, run.resume)?;
+        if !sandwich.reorder_hidden {
+            order.hidden = (0..order.hidden.len()).collect();
+        }
         if !run.resume {
             // The model starts as the teacher: the teacher's order is its order.
             model = supernet::reorder::reorder_by(&model, &order, &device)?;
