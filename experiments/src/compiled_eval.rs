@@ -1,7 +1,7 @@
 //! Scoring an arch with inherited weights through its compiled program: the subnet's tensors are
 //! taken from the supernet (as `canao export` writes them), compiled once per batch shape, and
 //! run over the split. The logits equal the supernet's forward within 1e-4 (the export test), so
-//! the score is the same but for an argmax tie; the programs run the dev split 1.6–2.5× faster
+//! the score is the same but for an argmax tie; the programs run the dev split 1.55–2.0× faster
 //! than burn's eager forward (BENCHMARKS.md, issue 3), which is what a search spends its time on.
 
 use std::collections::HashMap;
