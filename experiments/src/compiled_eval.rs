@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use arch::Arch;
 use compiler::{CompileOptions, Program, Weights, compile};
 use supernet::data::Task;
-use supernet::eval::{Score, evaluate, evaluate_with};
+use supernet::eval::{Score, evaluate_with};
 use supernet::export::subnet_tensors;
 use supernet::{Encoded, Supernet};
 
@@ -26,25 +26,6 @@ pub enum Engine {
     Compiled,
     /// The supernet's own forward in burn.
     Burn,
-}
-
-/// Scores `arch` with inherited weights on `examples` with `engine` (`threads` is the compiled
-/// programs' worker count; burn uses its own).
-#[allow(clippy::too_many_arguments)]
-pub fn score(
-    engine: Engine,
-    net: &Supernet,
-    arch: &Arch,
-    task: Task,
-    examples: &[Encoded],
-    pad: u32,
-    batch_size: usize,
-    threads: usize,
-) -> Result<Score> {
-    match engine {
-        Engine::Compiled => evaluate_compiled(net, arch, task, examples, pad, batch_size, threads),
-        Engine::Burn => Ok(evaluate(net, arch, task, examples, pad, batch_size)?),
-    }
 }
 
 /// Runs `arch`'s compiled program over `examples` in length-sorted batches of `batch_size` with
@@ -88,6 +69,7 @@ mod tests {
     use arch::TaskHead;
     use burn::tensor::Device;
     use supernet::Label;
+    use supernet::eval::evaluate;
 
     use super::*;
 

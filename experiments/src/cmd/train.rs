@@ -14,7 +14,7 @@ use supernet::reorder::{IMPORTANCE_BATCH, IMPORTANCE_BATCHES, Order, importance_
 use supernet::train::RATE_WINDOW;
 use supernet::{Encoded, Encoder, Sandwich, Supernet, TrainConfig, Trainer, teacher};
 
-use crate::compiled_eval::{Engine, score};
+use crate::compiled_eval::{Engine, evaluate_compiled};
 use crate::io::{cache_dir, parse_arch, print_json, write_atomic};
 
 /// Which phase `canao train` runs.
@@ -434,7 +434,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let started = Instant::now();
     let mut rows = Vec::new();
     for arch in &archs {
-        let score = score(args.engine, &net, arch, args.task, &dev, encoder.pad, args.batch_size, threads)?;
+        let score = match args.engine {
+            Engine::Compiled => evaluate_compiled(&net, arch, args.task, &dev, encoder.pad, args.batch_size, threads)?,
+            Engine::Burn => supernet::eval::evaluate(&net, arch, args.task, &dev, encoder.pad, args.batch_size)?,
+        };
         let shown: Vec<String> = score.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
         println!("{arch}: {}", shown.join(", "));
         rows.push(json!({"arch": arch.to_string(), "metrics": score.metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<String, serde_json::Value>>()}));
