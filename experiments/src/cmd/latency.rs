@@ -78,8 +78,9 @@ pub struct CalibrateArgs {
     /// Device name recorded in the profile.
     #[arg(long, default_value = "this-machine")]
     name: String,
-    /// Archs whose programs are timed.
-    #[arg(long, default_value_t = 40)]
+    /// Archs whose programs are timed end to end, for the program-level terms (about 1.5 s each
+    /// at 1 thread on the default space; see `latency::calibrate::DEFAULT_ARCHS`).
+    #[arg(long, default_value_t = latency::calibrate::DEFAULT_ARCHS)]
     archs: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
