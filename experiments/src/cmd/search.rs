@@ -363,6 +363,8 @@ pub fn run_search(
         );
         bar
     });
+    let started = std::time::Instant::now();
+    let evaluated_before = search.state().history().last().map_or(0, |r| r.evaluations);
     while !search.is_done() {
         let record = search.step()?.clone();
         if let Some(bar) = &bar {
@@ -394,7 +396,16 @@ pub fn run_search(
     }
     write_atomic(&out.join("pareto.csv"), csv.as_bytes())?;
     let last = search.state().history().last().cloned();
-    println!("{}: front of {} archs; wrote {}", experiment.name, front.len(), out.join("pareto.csv").display());
+    let seconds = started.elapsed().as_secs_f64();
+    // Distinct archs evaluated by this invocation (a resumed search counts only its own).
+    let evaluated = last.as_ref().map_or(0, |r| r.evaluations).saturating_sub(evaluated_before);
+    let rate = evaluated as f64 / seconds.max(1e-9);
+    println!(
+        "{}: front of {} archs; {evaluated} archs evaluated in {seconds:.2} s ({rate:.0} archs/s, checkpoints included); wrote {}",
+        experiment.name,
+        front.len(),
+        out.join("pareto.csv").display()
+    );
     for ind in front.iter().take(20) {
         let values: Vec<String> = specs
             .iter()
@@ -409,6 +420,8 @@ pub fn run_search(
             "evaluations": last.as_ref().map(|r| r.evaluations),
             "cache_hits": last.as_ref().map(|r| r.cache_hits),
             "hypervolume": last.as_ref().and_then(|r| r.hypervolume),
+            "seconds": seconds,
+            "archs_per_s": rate,
             "objectives": specs.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
             "front": front.iter().map(|i| json!({
                 "arch": i.arch.to_string(),
