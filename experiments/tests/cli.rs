@@ -271,7 +271,7 @@ fn compare_measures_nsga2_against_random_and_checks_its_cache() {
     .unwrap();
     let e = experiment.to_str().unwrap();
     let args = ["compare", "--experiment", e, "--seeds", "1,2", "--budget", "40", "--reference-budget", "80"];
-    let out = canao(&[&args[..], &["--json"]].concat());
+    let out = canao(&[&args[..], &["--json", "--hat"]].concat());
     assert!(out.status.success(), "{}", stderr(&out));
     let v = last_json(&out);
     let runs = v["comparison"]["runs"].as_array().unwrap();
@@ -281,6 +281,18 @@ fn compare_measures_nsga2_against_random_and_checks_its_cache() {
         assert!(x > 0.0 && x <= 80.0, "{key}: {v}");
     }
     assert!(v["distinct_archs"].as_u64().unwrap() > 40, "{v}");
+    for run in runs {
+        assert!(run["nsga2_igd_plus"].as_f64().unwrap() >= 0.0, "{run}");
+        // The HAT-style search minimised latency (the first objective): its best is a latency,
+        // and so are the others' (40 evaluations are too few to rank them; the library's test
+        // does that with a larger budget).
+        let hat = &run["hat"];
+        for key in ["best", "nsga2_best", "random_best"] {
+            assert!(hat[key].as_f64().unwrap() > 0.0, "{key}: {run}");
+        }
+        assert!(hat["share"].as_f64().unwrap() <= 1.0, "{run}");
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("HAT-style"));
 
     // Dev scores need an Accuracy objective to belong to; a file that is not a score cache is
     // named with what was expected.

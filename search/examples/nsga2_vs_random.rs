@@ -42,6 +42,7 @@ fn main() -> Result<(), search::Error> {
             reference_budget: budget * 5,
             reference_point,
             target: 0.99,
+            hat_objective: None,
         };
         let names: Vec<String> = objectives
             .iter()

@@ -115,6 +115,10 @@ pub struct ConstrainedGaConfig {
     /// Reference point for the hypervolume in the history.
     #[serde(default)]
     pub reference_point: Option<Vec<f64>>,
+    /// Stop breeding once this many distinct archs were evaluated (the last generation may pass
+    /// it by less than one generation's children); `None`: run every generation.
+    #[serde(default)]
+    pub max_evaluations: Option<usize>,
 }
 
 impl ConstrainedGaConfig {
@@ -131,6 +135,7 @@ impl ConstrainedGaConfig {
             seed,
             duplicate_retries: 10,
             reference_point: None,
+            max_evaluations: None,
         }
     }
 }
@@ -174,6 +179,9 @@ pub fn constrained_ga<E: Evaluator>(
     let first = distinct(config.population, config.duplicate_retries, |_| false, &mut rng, |r| space.sample(r));
     let mut population = cache.evaluate(&first, evaluator, objectives)?;
     for generation in 0..=config.generations {
+        if generation > 0 && config.max_evaluations.is_some_and(|limit| cache.len() >= limit) {
+            break;
+        }
         if generation > 0 {
             let parents: Vec<&Arch> =
                 population.iter().take(config.parents).filter_map(|&i| cache.entry(i)).map(|(a, _)| a).collect();

@@ -9,15 +9,24 @@
 //! The reference front is the feasible non-dominated union of everything evaluated by several
 //! long NSGA-II runs and by every compared run, so that no compared run exceeds it. A run's
 //! count is the first `n` such that the front of its first `n` evaluations (in evaluation order)
-//! reaches `target × reference hypervolume`.
+//! reaches `target × reference hypervolume`. Each run's final front is also scored by IGD+
+//! against the reference front, in units of the reference front's range in each objective.
+//!
+//! Optionally a HAT-style constrained genetic search ([`crate::constrained_ga`], one objective
+//! under the evaluator's constraints, HAT's proportions scaled to NSGA-II's population) runs per
+//! seed with NSGA-II's budget: what a search for one point of the front finds, against the best
+//! point of that objective on NSGA-II's and random search's fronts after the same evaluations.
 
 use std::fmt;
 
 use arch::SearchSpace;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{evaluations_to_reach, feasible_front};
-use crate::{Error, Evaluation, Evaluator, Nsga2, Nsga2Config, RandomSearchConfig, Result, hypervolume, random_search};
+use crate::metrics::{evaluations_to_reach, feasible_front, normalised_igd_plus};
+use crate::{
+    ConstrainedGaConfig, Error, Evaluation, Evaluator, Nsga2, Nsga2Config, RandomSearchConfig, Result, constrained_ga,
+    hypervolume, random_search,
+};
 
 /// Settings of a comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +50,30 @@ pub struct ComparisonConfig {
     pub reference_point: Vec<f64>,
     /// Share of the reference hypervolume to reach, e.g. 0.99.
     pub target: f64,
+    /// Also run the HAT-style constrained search per seed, optimising this objective (an index
+    /// into the evaluator's objectives) under the evaluator's constraints.
+    #[serde(default)]
+    pub hat_objective: Option<usize>,
+}
+
+/// What the HAT-style search of one seed found, beside the other two searches of that seed.
+/// Objective values are in the minimised form (an accuracy is negated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HatResult {
+    /// Evaluations it needed to reach the hypervolume target (it searches for one point of the
+    /// front, so it rarely does).
+    pub evaluations: Option<usize>,
+    /// Hypervolume of its front at the budget, as a share of the reference.
+    pub share: f64,
+    /// IGD+ of its front at the budget.
+    pub igd_plus: f64,
+    /// The best feasible value of the objective it optimises, within the budget; `None` when
+    /// nothing it evaluated was feasible.
+    pub best: Option<f64>,
+    /// The same for NSGA-II's run of the seed (its first `budget` evaluations).
+    pub nsga2_best: Option<f64>,
+    /// The same for random search's run of the seed (its first `budget` evaluations).
+    pub random_best: Option<f64>,
 }
 
 /// The evaluations one run needed, `None` when it did not reach the target within the budget.
@@ -56,6 +89,16 @@ pub struct SeedResult {
     pub nsga2_share: f64,
     /// Hypervolume random search reached with the whole budget, as a share of the reference.
     pub random_share: f64,
+    /// IGD+ of NSGA-II's front at its budget against the reference front (normalised by the
+    /// reference front's ranges; 0 when it covers the reference).
+    #[serde(default)]
+    pub nsga2_igd_plus: f64,
+    /// IGD+ of random search's front at its budget.
+    #[serde(default)]
+    pub random_igd_plus: f64,
+    /// The HAT-style search of this seed, when the comparison ran one.
+    #[serde(default)]
+    pub hat: Option<HatResult>,
 }
 
 /// Mean evaluations of one algorithm over the seeds.
@@ -86,6 +129,9 @@ pub struct Comparison {
     pub target: f64,
     /// One entry per seed.
     pub runs: Vec<SeedResult>,
+    /// The objective the HAT-style searches optimised, when they ran.
+    #[serde(default)]
+    pub hat_objective: Option<usize>,
 }
 
 impl Comparison {
@@ -130,16 +176,33 @@ impl Comparison {
 impl fmt::Display for Comparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let show = |n: Option<usize>, budget: usize| n.map_or(format!("> {budget}"), |n| n.to_string());
+        let best = |b: Option<f64>| b.map_or("none feasible".to_string(), |b| format!("{b:.4}"));
         for run in &self.runs {
             writeln!(
                 f,
-                "  seed {}: NSGA-II {:>6} evaluations ({:.4} of the reference at its budget), random {:>6} ({:.4})",
+                "  seed {}: NSGA-II {:>6} evaluations ({:.4} of the reference at its budget, IGD+ {:.4}), random {:>6} ({:.4}, IGD+ {:.4})",
                 run.seed,
                 show(run.nsga2, self.budget),
                 run.nsga2_share,
+                run.nsga2_igd_plus,
                 show(run.random, self.random_budget),
-                run.random_share
+                run.random_share,
+                run.random_igd_plus
             )?;
+            if let Some(hat) = &run.hat {
+                writeln!(
+                    f,
+                    "          HAT-style {:>6} ({:.4}, IGD+ {:.4}); best objective {} within {} evaluations: HAT-style {}, NSGA-II {}, random {}",
+                    show(hat.evaluations, self.budget),
+                    hat.share,
+                    hat.igd_plus,
+                    self.hat_objective.unwrap_or(0),
+                    self.budget,
+                    best(hat.best),
+                    best(hat.nsga2_best),
+                    best(hat.random_best)
+                )?;
+            }
         }
         let (n, r) = (self.nsga2(), self.random());
         write!(
@@ -195,9 +258,16 @@ pub fn compare_with_random<E: Evaluator>(
         let _span = tracing::info_span!("compared runs", seed).entered();
         let nsga2 = nsga2_trace(seed, config.budget)?;
         let random = random_search(space, evaluator, &RandomSearchConfig::new(random_budget, seed))?;
-        compared.push((seed, nsga2, random.cache.evaluations().cloned().collect::<Vec<_>>()));
+        let hat = match config.hat_objective {
+            Some(objective) => Some(hat_trace(space, evaluator, config, objective, seed)?),
+            None => None,
+        };
+        compared.push((seed, nsga2, random.cache.evaluations().cloned().collect::<Vec<_>>(), hat));
     }
-    let everything = traces.iter().flatten().chain(compared.iter().flat_map(|(_, n, r)| n.iter().chain(r)));
+    let everything = traces
+        .iter()
+        .flatten()
+        .chain(compared.iter().flat_map(|(_, n, r, h)| n.iter().chain(r).chain(h.iter().flatten())));
     let reference_front = feasible_front(everything);
     let reference_hypervolume = hypervolume(&reference_front, &config.reference_point)?;
     if reference_hypervolume <= 0.0 {
@@ -207,14 +277,29 @@ pub fn compare_with_random<E: Evaluator>(
     let share = |trace: &[Evaluation]| -> Result<f64> {
         Ok(hypervolume(&feasible_front(trace), &config.reference_point)? / reference_hypervolume)
     };
+    let igd = |trace: &[Evaluation]| normalised_igd_plus(&feasible_front(trace), &reference_front);
     let mut runs = Vec::new();
-    for (seed, nsga2, random) in &compared {
+    for (seed, nsga2, random, hat) in &compared {
+        let hat = match (hat, config.hat_objective) {
+            (Some(trace), Some(objective)) => Some(HatResult {
+                evaluations: evaluations_to_reach(trace, &config.reference_point, goal)?,
+                share: share(trace)?,
+                igd_plus: igd(trace)?,
+                best: best_feasible(trace, objective),
+                nsga2_best: best_feasible(nsga2, objective),
+                random_best: best_feasible(&random[..config.budget.min(random.len())], objective),
+            }),
+            _ => None,
+        };
         runs.push(SeedResult {
             seed: *seed,
             nsga2: evaluations_to_reach(nsga2, &config.reference_point, goal)?,
             random: evaluations_to_reach(random, &config.reference_point, goal)?,
             nsga2_share: share(nsga2)?,
             random_share: share(random)?,
+            nsga2_igd_plus: igd(nsga2)?,
+            random_igd_plus: igd(random)?,
+            hat,
         });
     }
     Ok(Comparison {
@@ -224,7 +309,41 @@ pub fn compare_with_random<E: Evaluator>(
         random_budget,
         target: config.target,
         runs,
+        hat_objective: config.hat_objective,
     })
+}
+
+/// The first `config.budget` evaluations of a HAT-style search of `objective` with `seed`: HAT's
+/// proportions (a fifth of the population kept as parents, two fifths each bred by mutation and
+/// by crossover) at NSGA-II's population size, bred until the budget is spent.
+fn hat_trace<E: Evaluator>(
+    space: &SearchSpace,
+    evaluator: &E,
+    config: &ComparisonConfig,
+    objective: usize,
+    seed: u64,
+) -> Result<Vec<Evaluation>> {
+    let _span = tracing::info_span!("HAT-style run", seed).entered();
+    let population = config.nsga2.population.max(2);
+    let bred = (2 * population / 5).max(1);
+    let ga = ConstrainedGaConfig {
+        population,
+        parents: (population / 5).max(1),
+        mutations: bred,
+        crossovers: bred,
+        // Children that repeat an evaluated arch cost nothing, so a generation may add fewer
+        // than it breeds: the evaluation limit, not the generation count, ends the run.
+        generations: config.budget,
+        max_evaluations: Some(config.budget),
+        ..ConstrainedGaConfig::new(objective, seed)
+    };
+    let outcome = constrained_ga(space, evaluator, &ga)?;
+    Ok(outcome.outcome.cache.evaluations().take(config.budget).cloned().collect())
+}
+
+/// The smallest value of `objective` among the feasible evaluations of `trace`.
+fn best_feasible(trace: &[Evaluation], objective: usize) -> Option<f64> {
+    trace.iter().filter(|e| e.is_feasible()).filter_map(|e| e.objectives.get(objective).copied()).reduce(f64::min)
 }
 
 #[cfg(test)]
@@ -247,11 +366,14 @@ mod tests {
             reference_budget: 600,
             reference_point: vec![largest * 1.1, 0.0],
             target: 0.9,
+            hat_objective: None,
         };
         let comparison = compare_with_random(&space, &evaluator, &config).unwrap();
         assert!(comparison.reference_hypervolume > 0.0);
         for run in &comparison.runs {
             assert!(run.nsga2_share <= 1.0 && run.random_share <= 1.0, "{run:?}");
+            assert!(run.nsga2_igd_plus.is_finite() && run.nsga2_igd_plus >= 0.0, "{run:?}");
+            assert!(run.hat.is_none());
             // Reaching the target within the budget and the final share agree.
             assert_eq!(run.nsga2.is_some(), run.nsga2_share >= 0.9, "{run:?}");
             assert_eq!(run.random.is_some(), run.random_share >= 0.9, "{run:?}");
@@ -283,5 +405,47 @@ mod tests {
         let shorter = ComparisonConfig { random_budget: Some(100), ..config };
         let err = compare_with_random(&space, &evaluator, &shorter).unwrap_err().to_string();
         assert!(err.contains("random_budget"), "{err}");
+    }
+
+    #[test]
+    fn hat_style_runs_beside_the_others() {
+        let space = SearchSpace::default();
+        // Minimise parameters under a parameter limit, maximise FLOPs: the HAT-style search
+        // optimises parameters alone.
+        let limit = space.largest().params() as f64 * 0.5;
+        let evaluator = CountsEvaluator::new(&[(Count::Params, Sense::Minimise), (Count::Flops, Sense::Maximise)])
+            .with_limit(Count::Params, limit);
+        let config = ComparisonConfig {
+            nsga2: Nsga2Config::new(20, 100, 0),
+            budget: 200,
+            random_budget: None,
+            seeds: vec![1, 2],
+            reference_seeds: vec![100],
+            reference_budget: 400,
+            reference_point: vec![limit, 0.0],
+            target: 0.9,
+            hat_objective: Some(0),
+        };
+        let comparison = compare_with_random(&space, &evaluator, &config).unwrap();
+        assert_eq!(comparison.hat_objective, Some(0));
+        for run in &comparison.runs {
+            let hat = run.hat.as_ref().unwrap();
+            assert!(hat.share <= 1.0 && hat.igd_plus >= 0.0, "{hat:?}");
+            let (best, random) = (hat.best.unwrap(), hat.random_best.unwrap());
+            // Searching parameters alone does at least as well at them as uniform samples with
+            // the same budget (both may hit the smallest count: the embeddings dominate it).
+            assert!(best <= random, "{hat:?}");
+            // Every best is a feasible arch's parameter count, under the limit.
+            assert!([Some(best), hat.nsga2_best, Some(random)].iter().flatten().all(|&b| b <= limit), "{hat:?}");
+        }
+        let text = comparison.to_string();
+        assert_eq!(text.lines().count(), 5, "a line per search and seed and the means: {text}");
+        assert!(text.contains("HAT-style"), "{text}");
+        // The HAT-style runs do not change NSGA-II's and random search's own runs.
+        let without =
+            compare_with_random(&space, &evaluator, &ComparisonConfig { hat_objective: None, ..config }).unwrap();
+        for (a, b) in comparison.runs.iter().zip(&without.runs) {
+            assert!(a.nsga2_share <= b.nsga2_share + 1e-12, "a larger reference can only lower a share");
+        }
     }
 }

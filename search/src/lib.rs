@@ -48,6 +48,6 @@ pub use counts::{Count, CountLimit, CountObjective, CountsEvaluator};
 pub use error::{Error, Result};
 pub use history::GenerationRecord;
 pub use hypervolume::hypervolume;
-pub use metrics::{evaluations_to_reach, feasible_front, hypervolume_curve, igd_plus};
+pub use metrics::{evaluations_to_reach, feasible_front, hypervolume_curve, igd_plus, normalised_igd_plus};
 pub use nsga2::{CHECKPOINT_FORMAT, Nsga2, Nsga2Config, Nsga2State, journal_path};
 pub use objective::{Evaluation, Evaluator, Individual, ObjectiveSpec, Sense, normalised_excess};

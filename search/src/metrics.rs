@@ -47,6 +47,26 @@ pub fn igd_plus<P: AsRef<[f64]>, Q: AsRef<[f64]>>(front: &[P], reference_front: 
     Ok(total / reference_front.len() as f64)
 }
 
+/// [`igd_plus`] with each objective divided by its range over `reference_front` (1 where the
+/// range is 0), so that objectives of different scales (accuracy in [0, 1], latency in
+/// milliseconds) weigh alike. Invariant under shifting or scaling an objective of both fronts.
+pub fn normalised_igd_plus<P: AsRef<[f64]>, Q: AsRef<[f64]>>(front: &[P], reference_front: &[Q]) -> Result<f64> {
+    let Some(first) = reference_front.first() else {
+        return Err(Error::Metric("the reference front is empty".into()));
+    };
+    let range: Vec<f64> = (0..first.as_ref().len())
+        .map(|k| {
+            let values = reference_front.iter().filter_map(|z| z.as_ref().get(k).copied());
+            let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            if hi - lo > 0.0 { hi - lo } else { 1.0 }
+        })
+        .collect();
+    let scale = |p: &[f64]| -> Vec<f64> { p.iter().zip(&range).map(|(v, r)| v / r).collect() };
+    let front: Vec<Vec<f64>> = front.iter().map(|p| scale(p.as_ref())).collect();
+    let reference: Vec<Vec<f64>> = reference_front.iter().map(|z| scale(z.as_ref())).collect();
+    igd_plus(&front, &reference)
+}
+
 /// The objective vectors of the feasible, non-dominated evaluations of `trace`.
 pub fn feasible_front<'a>(trace: impl IntoIterator<Item = &'a Evaluation>) -> Vec<Vec<f64>> {
     let mut archive = Archive::default();
@@ -118,6 +138,25 @@ mod tests {
         assert_eq!(igd_plus(&empty, &reference).unwrap(), f64::INFINITY);
         assert!(igd_plus(&reference, &empty).is_err());
         assert!(igd_plus(&[[0.0]], &reference).is_err());
+    }
+
+    #[test]
+    fn normalised_igd_plus_ignores_the_scale_of_an_objective() {
+        let reference = [[0.0, 200.0], [1.0, 100.0], [2.0, 0.0]];
+        let front = [[0.5, 250.0], [2.5, 50.0]];
+        let scaled = |p: &[[f64; 2]]| p.iter().map(|q| [q[0] * 10.0 + 3.0, q[1] / 100.0]).collect::<Vec<_>>();
+        let plain = normalised_igd_plus(&front, &reference).unwrap();
+        let other = normalised_igd_plus(&scaled(&front), &scaled(&reference)).unwrap();
+        assert!((plain - other).abs() < 1e-12, "{plain} against {other}");
+        // By hand in units of the ranges (2 and 200): the reference is (0, 1), (0.5, 0.5),
+        // (1, 0), the front (0.25, 1.25), (1.25, 0.25); d⁺ of the reference points is
+        // √(0.25² + 0.25²) (to the first), 0.75 (to either) and √(0.25² + 0.25²) (to the second).
+        let corner = (2.0f64 * 0.0625).sqrt();
+        let by_hand = (corner + 0.75 + corner) / 3.0;
+        assert!((plain - by_hand).abs() < 1e-12, "{plain} against {by_hand}");
+        // A constant objective keeps its units instead of dividing by zero.
+        let flat = [[1.0, 5.0], [2.0, 5.0]];
+        assert_eq!(normalised_igd_plus(&flat, &flat).unwrap(), 0.0);
     }
 
     #[test]

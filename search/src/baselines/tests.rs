@@ -68,6 +68,22 @@ fn constrained_ga_finds_the_best_feasible_arch_of_a_small_space() {
 }
 
 #[test]
+fn constrained_ga_stops_at_its_evaluation_limit() {
+    let space = SearchSpace::default();
+    let config = ConstrainedGaConfig { generations: 100, max_evaluations: Some(300), ..ConstrainedGaConfig::new(0, 5) };
+    let limited = constrained_ga(&space, &params_vs_flops(), &config).unwrap();
+    let evaluated = limited.outcome.cache.len();
+    // HAT's 125 + 100 per generation: the generation that passes 300 ends the run.
+    assert!((300..400).contains(&evaluated), "{evaluated} evaluations");
+    assert!(limited.outcome.history.len() < 101, "stopped before its last generation");
+    // The same run without the limit starts with the same evaluations.
+    let unlimited =
+        constrained_ga(&space, &params_vs_flops(), &ConstrainedGaConfig { max_evaluations: None, ..config }).unwrap();
+    let prefix: Vec<_> = unlimited.outcome.cache.evaluations().take(evaluated).collect();
+    assert_eq!(prefix, limited.outcome.cache.evaluations().collect::<Vec<_>>());
+}
+
+#[test]
 fn constrained_ga_is_deterministic_across_threads() {
     let space = SearchSpace::default();
     let evaluator = params_vs_flops().with_limit(Count::Params, space.largest().params() as f64 * 0.5);
