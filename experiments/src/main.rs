@@ -60,8 +60,12 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     tune_malloc();
+    // `RUST_LOG=info` prints each stage's span (data loading, tokenization, importance,
+    // training, evaluation, checkpoints, export, the stages of `canao run`, …) as it closes,
+    // with its time.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

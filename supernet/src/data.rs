@@ -159,6 +159,7 @@ pub fn data_dir(explicit: Option<&Path>) -> Result<PathBuf, DataError> {
 
 /// Reads `split` of `task` from `data_dir`.
 pub fn load(task: Task, data_dir: &Path, split: Split) -> Result<Vec<Example>, DataError> {
+    let _span = tracing::info_span!("load data", %task, ?split).entered();
     let path = task.path(data_dir, split);
     if !path.is_file() {
         return Err(DataError::Missing {

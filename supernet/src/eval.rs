@@ -47,6 +47,7 @@ pub fn evaluate_with<E: From<ModelError>>(
     batch_size: usize,
     mut run: impl FnMut(&Batch) -> Result<Vec<f32>, E>,
 ) -> Result<Score, E> {
+    let _span = tracing::info_span!("evaluate", %task, examples = examples.len()).entered();
     let mut predictions = vec![0.0f64; examples.len()];
     for index in plan(examples, batch_size, None) {
         let batch = Batch::new(examples, index, pad);

@@ -93,6 +93,7 @@ pub fn safetensors_bytes(tensors: &[Named]) -> Result<Vec<u8>, ModelError> {
 /// Writes `arch`'s subnet to `out` (created; an earlier export there is replaced as a whole) through a
 /// temporary folder and a rename, copying `tokenizer` beside the weights.
 pub fn export(net: &Supernet, arch: &Arch, tokenizer: &Path, out: &Path) -> Result<(), ModelError> {
+    let _span = tracing::info_span!("export", %arch, out = %out.display()).entered();
     let mut arch = arch.clone();
     arch.task = net.max.task;
     let tensors = subnet_tensors(net, &arch)?;

@@ -260,6 +260,7 @@ fn reordered(net: &Supernet, mut tensors: Vec<Named>, order: &Order, device: &De
 /// The importance order of `net`'s full model measured on `batches` of labelled examples (see the
 /// module's doc). `net` must be on an autodiff device; its weights are not changed.
 pub fn data_importance_order(net: &Supernet, task: Task, batches: &[Batch]) -> Result<Order, ModelError> {
+    let _span = tracing::info_span!("importance", %task, batches = batches.len()).entered();
     if !net.device().is_autodiff() {
         return Err(ModelError::Input("data importance needs the supernet on an autodiff device".into()));
     }

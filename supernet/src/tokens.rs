@@ -58,6 +58,7 @@ impl Encoder {
 
     /// Tokenizes `examples` (pairs as `[CLS] a [SEP] b [SEP]` with token types 0 and 1).
     pub fn encode(&self, examples: &[Example]) -> Result<Vec<Encoded>, TokenError> {
+        let _span = tracing::info_span!("tokenize", examples = examples.len()).entered();
         let inputs: Vec<EncodeInput> = examples
             .iter()
             .map(|e| match &e.pair {

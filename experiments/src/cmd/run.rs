@@ -177,6 +177,7 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
         let t = Instant::now();
+        let _span = tracing::info_span!("stage", stage = phase.name()).entered();
         if finished(stage) {
             let text = std::fs::read_to_string(dir.join("result.json"))?;
             let result: serde_json::Value = serde_json::from_str(&text)?;
@@ -223,7 +224,10 @@ pub fn run(args: Args) -> Result<()> {
     };
     let resume = Stage::Search.dir(&out).join("search_state.ron").is_file();
     let costs = costs(&search, origin)?;
-    let searched = run_search(&search, &costs, resume, !args.quiet)?;
+    let searched = {
+        let _span = tracing::info_span!("stage", stage = "search").entered();
+        run_search(&search, &costs, resume, !args.quiet)?
+    };
     let search_seconds = t.elapsed().as_secs_f64();
     stages.push(json!({"stage": "search", "resumed": resume, "seconds": search_seconds}));
     let teacher_dev = results.get("teacher").and_then(|r| r["dev"].as_f64());
@@ -268,6 +272,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     facts.push(("archs evaluated by NSGA-II".into(), searched.trace.len().to_string()));
     let references = experiment.references.clone().unwrap_or_else(default_references);
+    let report_span = tracing::info_span!("stage", stage = "report").entered();
     let written = write_report(
         Inputs {
             name: &experiment.name,
@@ -288,6 +293,7 @@ pub fn run(args: Args) -> Result<()> {
         },
         &out.join("report"),
     )?;
+    drop(report_span);
     stages.push(json!({"stage": "report", "seconds": t.elapsed().as_secs_f64()}));
     let front = searched.summary;
 
