@@ -332,6 +332,17 @@ mod tests {
         assert!(e.contains("dev.tsv:3: not UTF-8"), "{e}");
         let e = load(Task::Cola, &dir, Split::Train).expect_err("missing").to_string();
         assert!(e.contains("CoLA/train.tsv not found"), "{e}");
+        // Labels outside each task's set.
+        write(&dir, "glue/CoLA/dev.tsv", "gj04\t1\t\tThe doll wriggled.\ngj04\t2\t*\tDoll the.\n");
+        let e = load(Task::Cola, &dir, Split::Dev).expect_err("cola label").to_string();
+        assert!(e.ends_with("dev.tsv:2: label `2` is not one of 0..1"), "{e}");
+        write(&dir, "glue/STS-B/dev.tsv", "sentence1\tsentence2\tscore\na\tb\t5.5\n");
+        let e = load(Task::Stsb, &dir, Split::Dev).expect_err("score range").to_string();
+        assert!(e.ends_with("dev.tsv:2: score 5.5 is outside 0–5"), "{e}");
+        std::fs::create_dir_all(dir.join("trec")).expect("mkdir");
+        std::fs::write(dir.join("trec/TREC_10.label"), "NUM:dist How far ?\nFOO:bar What ?\n").expect("write");
+        let e = load(Task::Trec, &dir, Split::Dev).expect_err("trec class").to_string();
+        assert!(e.contains("TREC_10.label:2: class `FOO` is not one of"), "{e}");
     }
 
     #[test]
