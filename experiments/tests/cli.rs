@@ -292,7 +292,8 @@ fn compare_measures_nsga2_against_random_and_checks_its_cache() {
         }
         assert!(hat["share"].as_f64().unwrap() <= 1.0, "{run}");
     }
-    assert!(String::from_utf8_lossy(&out.stdout).contains("HAT-style"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("best latency_ms") && text.contains("mean over the seeds: HAT-style"), "{text}");
 
     // Dev scores need an Accuracy objective to belong to; a file that is not a score cache is
     // named with what was expected.

@@ -43,7 +43,7 @@ pub use baselines::{
     ConstrainedGaConfig, ConstrainedGaOutcome, RandomSearchConfig, SearchOutcome, constrained_ga, random_search,
 };
 pub use cache::EvalCache;
-pub use compare::{Comparison, ComparisonConfig, SeedResult, Summary, compare_with_random};
+pub use compare::{Comparison, ComparisonConfig, HatResult, SeedResult, Summary, compare_with_random};
 pub use counts::{Count, CountLimit, CountObjective, CountsEvaluator};
 pub use error::{Error, Result};
 pub use history::GenerationRecord;

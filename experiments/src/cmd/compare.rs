@@ -223,6 +223,23 @@ pub fn run(args: Args) -> Result<()> {
         comparison.reference_hypervolume
     );
     println!("{comparison}");
+    if let Some(objective) = comparison.hat_objective {
+        // The same bests in the objective's own units, averaged over the seeds that found one.
+        let spec = costs.evaluator.objectives().get(objective).cloned();
+        let mean = |pick: fn(&search::HatResult) -> Option<f64>| {
+            let values: Vec<f64> = comparison.runs.iter().filter_map(|r| r.hat.as_ref().and_then(pick)).collect();
+            let shown = values.iter().map(|&v| spec.as_ref().map_or(v, |s| s.natural(v))).sum::<f64>();
+            if values.is_empty() { "none feasible".to_string() } else { format!("{:.4}", shown / values.len() as f64) }
+        };
+        println!(
+            "best {} within {} evaluations, mean over the seeds: HAT-style {}, NSGA-II {}, random {}",
+            spec.as_ref().map_or("objective".to_string(), |s| s.name.clone()),
+            comparison.budget,
+            mean(|h| h.best),
+            mean(|h| h.nsga2_best),
+            mean(|h| h.random_best)
+        );
+    }
     let (n, r) = (comparison.nsga2(), comparison.random());
     println!(
         "{distinct} distinct archs evaluated in {:.0} s ({scored} scored on the dev split now, the others known)",
