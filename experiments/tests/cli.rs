@@ -283,6 +283,7 @@ fn compare_measures_nsga2_against_random_and_checks_its_cache() {
     assert!(v["distinct_archs"].as_u64().unwrap() > 40, "{v}");
     for run in runs {
         assert!(run["nsga2_igd_plus"].as_f64().unwrap() >= 0.0, "{run}");
+        assert!(run["random_igd_plus"].as_f64().unwrap() >= 0.0, "{run}");
         // The HAT-style search minimised latency (the first objective): its best is a latency,
         // and so are the others' (40 evaluations are too few to rank them; the library's test
         // does that with a larger budget).

@@ -115,8 +115,8 @@ pub struct ConstrainedGaConfig {
     /// Reference point for the hypervolume in the history.
     #[serde(default)]
     pub reference_point: Option<Vec<f64>>,
-    /// Stop breeding once this many distinct archs were evaluated (the last generation may pass
-    /// it by less than one generation's children); `None`: run every generation.
+    /// Stop breeding once this many distinct archs were evaluated (the last generation, or the
+    /// first population when it is larger, may pass it); `None`: run every generation.
     #[serde(default)]
     pub max_evaluations: Option<usize>,
 }

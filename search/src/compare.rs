@@ -65,8 +65,8 @@ pub struct HatResult {
     pub evaluations: Option<usize>,
     /// Hypervolume of its front at the budget, as a share of the reference.
     pub share: f64,
-    /// IGD+ of its front at the budget.
-    pub igd_plus: f64,
+    /// IGD+ of its front at the budget; `None` when nothing it evaluated was feasible.
+    pub igd_plus: Option<f64>,
     /// The best feasible value of the objective it optimises, within the budget; `None` when
     /// nothing it evaluated was feasible.
     pub best: Option<f64>,
@@ -90,12 +90,13 @@ pub struct SeedResult {
     /// Hypervolume random search reached with the whole budget, as a share of the reference.
     pub random_share: f64,
     /// IGD+ of NSGA-II's front at its budget against the reference front (normalised by the
-    /// reference front's ranges; 0 when it covers the reference).
+    /// reference front's ranges; 0 when it covers the reference); `None` when nothing it
+    /// evaluated was feasible.
     #[serde(default)]
-    pub nsga2_igd_plus: f64,
+    pub nsga2_igd_plus: Option<f64>,
     /// IGD+ of random search's front at its budget.
     #[serde(default)]
-    pub random_igd_plus: f64,
+    pub random_igd_plus: Option<f64>,
     /// The HAT-style search of this seed, when the comparison ran one.
     #[serde(default)]
     pub hat: Option<HatResult>,
@@ -172,30 +173,32 @@ impl Comparison {
     }
 }
 
-/// One line per seed, then the means and the ratio with what it is.
+/// One line per seed (two with the HAT-style search), then the means and the ratio with what it
+/// is.
 impl fmt::Display for Comparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let show = |n: Option<usize>, budget: usize| n.map_or(format!("> {budget}"), |n| n.to_string());
         let best = |b: Option<f64>| b.map_or("none feasible".to_string(), |b| format!("{b:.4}"));
+        let igd = |d: Option<f64>| d.map_or("- (nothing feasible)".to_string(), |d| format!("{d:.4}"));
         for run in &self.runs {
             writeln!(
                 f,
-                "  seed {}: NSGA-II {:>6} evaluations ({:.4} of the reference at its budget, IGD+ {:.4}), random {:>6} ({:.4}, IGD+ {:.4})",
+                "  seed {}: NSGA-II {:>6} evaluations ({:.4} of the reference at its budget, IGD+ {}), random {:>6} ({:.4}, IGD+ {})",
                 run.seed,
                 show(run.nsga2, self.budget),
                 run.nsga2_share,
-                run.nsga2_igd_plus,
+                igd(run.nsga2_igd_plus),
                 show(run.random, self.random_budget),
                 run.random_share,
-                run.random_igd_plus
+                igd(run.random_igd_plus)
             )?;
             if let Some(hat) = &run.hat {
                 writeln!(
                     f,
-                    "          HAT-style {:>6} ({:.4}, IGD+ {:.4}); best objective {} within {} evaluations: HAT-style {}, NSGA-II {}, random {}",
+                    "          HAT-style {:>6} ({:.4}, IGD+ {}); best objective {} (minimised form) within {} evaluations: HAT-style {}, NSGA-II {}, random {}",
                     show(hat.evaluations, self.budget),
                     hat.share,
-                    hat.igd_plus,
+                    igd(hat.igd_plus),
                     self.hat_objective.unwrap_or(0),
                     self.budget,
                     best(hat.best),
@@ -222,7 +225,8 @@ impl fmt::Display for Comparison {
 }
 
 /// Runs the comparison: the long reference runs, then per seed one NSGA-II run of `budget`
-/// evaluations and one random search of `random_budget`.
+/// evaluations, one random search of `random_budget` and, with `hat_objective`, one HAT-style
+/// search of `budget`.
 pub fn compare_with_random<E: Evaluator>(
     space: &SearchSpace,
     evaluator: &E,
@@ -277,7 +281,10 @@ pub fn compare_with_random<E: Evaluator>(
     let share = |trace: &[Evaluation]| -> Result<f64> {
         Ok(hypervolume(&feasible_front(trace), &config.reference_point)? / reference_hypervolume)
     };
-    let igd = |trace: &[Evaluation]| normalised_igd_plus(&feasible_front(trace), &reference_front);
+    let igd = |trace: &[Evaluation]| -> Result<Option<f64>> {
+        let front = feasible_front(trace);
+        if front.is_empty() { Ok(None) } else { normalised_igd_plus(&front, &reference_front).map(Some) }
+    };
     let mut runs = Vec::new();
     for (seed, nsga2, random, hat) in &compared {
         let hat = match (hat, config.hat_objective) {
@@ -314,8 +321,8 @@ pub fn compare_with_random<E: Evaluator>(
 }
 
 /// The first `config.budget` evaluations of a HAT-style search of `objective` with `seed`: HAT's
-/// proportions (a fifth of the population kept as parents, two fifths each bred by mutation and
-/// by crossover) at NSGA-II's population size, bred until the budget is spent.
+/// proportions (a fifth of the population kept as parents, two fifths bred by mutation, the rest
+/// by crossover) at NSGA-II's population size (at least 3), bred until the budget is spent.
 fn hat_trace<E: Evaluator>(
     space: &SearchSpace,
     evaluator: &E,
@@ -324,13 +331,15 @@ fn hat_trace<E: Evaluator>(
     seed: u64,
 ) -> Result<Vec<Evaluation>> {
     let _span = tracing::info_span!("HAT-style run", seed).entered();
-    let population = config.nsga2.population.max(2);
-    let bred = (2 * population / 5).max(1);
+    let population = config.nsga2.population.max(3);
+    let parents = (population / 5).max(1);
+    let mutations = (2 * population / 5).max(1);
     let ga = ConstrainedGaConfig {
         population,
-        parents: (population / 5).max(1),
-        mutations: bred,
-        crossovers: bred,
+        parents,
+        mutations,
+        // The rest, so that parents and children make a population again.
+        crossovers: population - parents - mutations,
         // Children that repeat an evaluated arch cost nothing, so a generation may add fewer
         // than it breeds: the evaluation limit, not the generation count, ends the run.
         generations: config.budget,
@@ -372,7 +381,7 @@ mod tests {
         assert!(comparison.reference_hypervolume > 0.0);
         for run in &comparison.runs {
             assert!(run.nsga2_share <= 1.0 && run.random_share <= 1.0, "{run:?}");
-            assert!(run.nsga2_igd_plus.is_finite() && run.nsga2_igd_plus >= 0.0, "{run:?}");
+            assert!(run.nsga2_igd_plus.is_some_and(|d| d.is_finite() && d >= 0.0), "{run:?}");
             assert!(run.hat.is_none());
             // Reaching the target within the budget and the final share agree.
             assert_eq!(run.nsga2.is_some(), run.nsga2_share >= 0.9, "{run:?}");
@@ -430,7 +439,7 @@ mod tests {
         assert_eq!(comparison.hat_objective, Some(0));
         for run in &comparison.runs {
             let hat = run.hat.as_ref().unwrap();
-            assert!(hat.share <= 1.0 && hat.igd_plus >= 0.0, "{hat:?}");
+            assert!(hat.igd_plus.is_some_and(|d| d >= 0.0), "{hat:?}");
             let (best, random) = (hat.best.unwrap(), hat.random_best.unwrap());
             // Searching parameters alone does at least as well at them as uniform samples with
             // the same budget (both may hit the smallest count: the embeddings dominate it).
@@ -441,11 +450,16 @@ mod tests {
         let text = comparison.to_string();
         assert_eq!(text.lines().count(), 5, "a line per search and seed and the means: {text}");
         assert!(text.contains("HAT-style"), "{text}");
-        // The HAT-style runs do not change NSGA-II's and random search's own runs.
+        // The HAT-style runs leave NSGA-II's and random search's own runs as they were: the
+        // same hypervolume (only the reference it is a share of may grow).
         let without =
             compare_with_random(&space, &evaluator, &ComparisonConfig { hat_objective: None, ..config }).unwrap();
+        let (with_hv, without_hv) = (comparison.reference_hypervolume, without.reference_hypervolume);
+        assert!(with_hv >= without_hv);
         for (a, b) in comparison.runs.iter().zip(&without.runs) {
-            assert!(a.nsga2_share <= b.nsga2_share + 1e-12, "a larger reference can only lower a share");
+            for (x, y) in [(a.nsga2_share, b.nsga2_share), (a.random_share, b.random_share)] {
+                assert!((x * with_hv - y * without_hv).abs() <= 1e-9 * with_hv, "{a:?} against {b:?}");
+            }
         }
     }
 }

@@ -49,7 +49,8 @@ pub fn igd_plus<P: AsRef<[f64]>, Q: AsRef<[f64]>>(front: &[P], reference_front: 
 
 /// [`igd_plus`] with each objective divided by its range over `reference_front` (1 where the
 /// range is 0), so that objectives of different scales (accuracy in [0, 1], latency in
-/// milliseconds) weigh alike. Invariant under shifting or scaling an objective of both fronts.
+/// milliseconds) weigh alike. Invariant under shifting an objective of both fronts, and under
+/// scaling it by a positive factor where it varies over the reference front.
 pub fn normalised_igd_plus<P: AsRef<[f64]>, Q: AsRef<[f64]>>(front: &[P], reference_front: &[Q]) -> Result<f64> {
     let Some(first) = reference_front.first() else {
         return Err(Error::Metric("the reference front is empty".into()));

@@ -48,7 +48,9 @@ pub struct Args {
     reference_budget: usize,
     /// Also run a HAT-style constrained search per seed (one objective under the experiment's
     /// constraints, as HAT searches for one latency budget), optimising the experiment's first
-    /// objective with NSGA-II's budget, and report the best value each search found.
+    /// objective with NSGA-II's budget, and report the best value each search found. Its
+    /// evaluations join the reference front, so NSGA-II's and random search's shares and counts
+    /// are comparable only between runs that both used --hat or both did not.
     #[arg(long)]
     hat: bool,
     /// Share of the reference hypervolume to reach.
@@ -229,7 +231,10 @@ pub fn run(args: Args) -> Result<()> {
         let mean = |pick: fn(&search::HatResult) -> Option<f64>| {
             let values: Vec<f64> = comparison.runs.iter().filter_map(|r| r.hat.as_ref().and_then(pick)).collect();
             let shown = values.iter().map(|&v| spec.as_ref().map_or(v, |s| s.natural(v))).sum::<f64>();
-            if values.is_empty() { "none feasible".to_string() } else { format!("{:.4}", shown / values.len() as f64) }
+            match values.len() {
+                0 => "none feasible".to_string(),
+                n => format!("{:.4} ({n}/{} seeds)", shown / n as f64, comparison.runs.len()),
+            }
         };
         println!(
             "best {} within {} evaluations, mean over the seeds: HAT-style {}, NSGA-II {}, random {}",

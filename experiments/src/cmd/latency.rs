@@ -63,8 +63,8 @@ fn read_space(path: &Path) -> Result<SearchSpace> {
 }
 
 /// Drift since calibration (as a fraction) above which `validate-latency` says to calibrate again:
-/// on the development machine, 1–3 % of drift took a predictor of 2–3 % RMSPE from above 90 % of
-/// held-out archs within ±5 % to 72–87 % (BENCHMARKS.md, issue 4).
+/// on the development machine, 1–3 % of drift took a predictor of 2–3 % RMSPE from 92–98 % of
+/// held-out archs within ±5 % at calibration speed to 72–86 % (BENCHMARKS.md, issue 4).
 const DRIFT_WARNING: f64 = 0.02;
 
 /// Calibrate a latency profile of this machine: time the compiled kernels of archs that span a
