@@ -291,7 +291,6 @@ fn compare_measures_nsga2_against_random_and_checks_its_cache() {
         for key in ["best", "nsga2_best", "random_best"] {
             assert!(hat[key].as_f64().unwrap() > 0.0, "{key}: {run}");
         }
-        assert!(hat["share"].as_f64().unwrap() <= 1.0, "{run}");
     }
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("best latency_ms") && text.contains("mean over the seeds: HAT-style"), "{text}");
