@@ -72,6 +72,9 @@ struct Memo<'a> {
     inner: &'a CostEvaluator,
     evaluations: Mutex<HashMap<Arch, Evaluation>>,
     file: Option<&'a Path>,
+    /// Evaluations since the last save; held while saving, so that two workers never write the
+    /// file at once (archs whose scores are known come back in microseconds, and many of them
+    /// can fall due together).
     unsaved: Mutex<usize>,
     bar: &'a ProgressBar,
 }
@@ -106,16 +109,14 @@ impl Evaluator for Memo<'_> {
             Err(_) => 0,
         };
         self.bar.set_message(format!("{new} distinct archs evaluated"));
-        let due = self.unsaved.lock().map(|mut n| {
-            *n += 1;
-            let due = *n >= SAVE_EVERY;
-            if due {
-                *n = 0;
+        if let Ok(mut unsaved) = self.unsaved.lock() {
+            *unsaved += 1;
+            if *unsaved >= SAVE_EVERY {
+                // Saved under the lock: a concurrent save would rename the other's temporary file
+                // away from under it.
+                self.save().map_err(|e| search::Error::evaluator(std::io::Error::other(e.to_string())))?;
+                *unsaved = 0;
             }
-            due
-        });
-        if due.unwrap_or(false) {
-            self.save().map_err(|e| search::Error::evaluator(std::io::Error::other(e.to_string())))?;
         }
         Ok(e)
     }
