@@ -55,7 +55,8 @@ fn explain_shows_every_pass_and_refusals() {
 
 #[test]
 fn dot_files_are_written() {
-    let dir = std::env::temp_dir().join(format!("canao-dot-{}", std::process::id()));
+    let scratch = tempfile::Builder::new().prefix("canao-dot-").tempdir().unwrap();
+    let dir = scratch.path();
     let path = dir.join("graph.dot");
     let out = canao(&["compile", "--arch", "L1-H64-A2-F128-D32", "--dot", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -63,7 +64,6 @@ fn dot_files_are_written() {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         assert!(text.starts_with("digraph") && text.contains("->"), "{name}");
     }
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -156,8 +156,8 @@ fn predict_with_the_committed_profile_gives_a_breakdown() {
 
 #[test]
 fn refit_reproduces_the_committed_profile_without_measuring() {
-    let dir = std::env::temp_dir().join(format!("canao-refit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new().prefix("canao-refit-").tempdir().unwrap();
+    let dir = scratch.path();
     let refitted = dir.join("refit.ron");
     let profile = repo_file("latency/profiles/dev-epyc-1t.ron");
     let out = canao(&["calibrate", "--refit", &profile, "--out", refitted.to_str().unwrap()]);
@@ -174,13 +174,12 @@ fn refit_reproduces_the_committed_profile_without_measuring() {
     let out = canao(&["calibrate", "--refit", "/nonexistent/p.ron", "--out", dir.join("x.ron").to_str().unwrap()]);
     assert!(!out.status.success() && stderr(&out).contains("/nonexistent/p.ron"), "{}", stderr(&out));
     assert!(!dir.join("x.ron").exists());
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn latency_commands_name_the_bad_file_and_line() {
-    let dir = std::env::temp_dir().join(format!("canao-import-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new().prefix("canao-import-").tempdir().unwrap();
+    let dir = scratch.path();
     let csv = dir.join("times.csv");
     std::fs::write(&csv, "kind,dims,median_ms\ngemm[bias],m=8 n=16 k=4,0.01\nattention,batch=1 seq=8,0.02\n").unwrap();
     let out = canao(&[
@@ -207,13 +206,12 @@ fn latency_commands_name_the_bad_file_and_line() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = canao(&["validate-latency", "--profile", profile.to_str().unwrap(), "--n", "3"]);
     assert!(!out.status.success() && stderr(&out).contains("no search space"), "{}", stderr(&out));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn search_runs_checkpoints_and_refuses_to_overwrite() {
-    let dir = std::env::temp_dir().join(format!("canao-search-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new().prefix("canao-search-").tempdir().unwrap();
+    let dir = scratch.path();
     let profile = repo_file("latency/profiles/dev-epyc-2t.ron");
     let out = dir.join("run");
     let experiment = dir.join("e.ron");
@@ -252,13 +250,12 @@ fn search_runs_checkpoints_and_refuses_to_overwrite() {
         "{}",
         stderr(&bad)
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn compare_measures_nsga2_against_random_and_checks_its_cache() {
-    let dir = std::env::temp_dir().join(format!("canao-compare-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new().prefix("canao-compare-").tempdir().unwrap();
+    let dir = scratch.path();
     let profile = repo_file("latency/profiles/dev-epyc-2t.ron");
     let experiment = dir.join("e.ron");
     std::fs::write(
@@ -304,14 +301,13 @@ fn compare_measures_nsga2_against_random_and_checks_its_cache() {
     std::fs::write(&cache, "{}").unwrap();
     let out = canao(&[&args[..], &["--cache", cache.to_str().unwrap()]].concat());
     assert!(!out.status.success() && stderr(&out).contains("scores.json"), "{}", stderr(&out));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// A hardware team's path without canao on the device: template, own timings, import, predict.
 #[test]
 fn import_template_round_trips_through_import_and_predict() {
-    let dir = std::env::temp_dir().join(format!("canao-template-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new().prefix("canao-template-").tempdir().unwrap();
+    let dir = scratch.path();
     let csv = dir.join("kernels.csv");
     let out = canao(&["compile", "--arch", "L2-H128-A2-F512-S32", "--import-template", csv.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -330,15 +326,14 @@ fn import_template_round_trips_through_import_and_predict() {
     let v = last_json(&out);
     // 12 kernels (embedding, 2 × 5, pooling), each measured at 0.25 ms, no overhead given.
     assert!((v["predicted_ms"].as_f64().unwrap() - 12.0 * 0.25).abs() < 1e-9, "{v}");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// Weights that do not match their config: one line naming the tensor and both shapes.
 #[test]
 fn mismatched_weights_name_the_tensor_and_shapes() {
     let Some(teacher) = teacher_dir() else { return };
-    let dir = std::env::temp_dir().join(format!("canao-mismatch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new().prefix("canao-mismatch-").tempdir().unwrap();
+    let dir = scratch.path();
     for f in ["model.safetensors", "tokenizer.json"] {
         std::os::unix::fs::symlink(teacher.join(f), dir.join(f)).unwrap();
     }
@@ -356,7 +351,6 @@ fn mismatched_weights_name_the_tensor_and_shapes() {
             && err.contains("[1024, 384]"),
         "{err}"
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 fn shared_data() -> Option<std::path::PathBuf> {
@@ -368,8 +362,8 @@ fn shared_data() -> Option<std::path::PathBuf> {
 fn train_eval_export_on_a_slice_then_bad_input_fails_cleanly() {
     let (Some(data), Some(_)) = (shared_data(), teacher_dir()) else { return };
     let data = data.to_str().unwrap();
-    let dir = std::env::temp_dir().join(format!("canao-train-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = tempfile::Builder::new().prefix("canao-train-cli-").tempdir().unwrap();
+    let dir = scratch.path();
     let run = dir.join("run");
     let run_s = run.to_str().unwrap();
     let train = |extra: &[&str]| {
@@ -484,9 +478,8 @@ fn train_eval_export_on_a_slice_then_bad_input_fails_cleanly() {
 #[test]
 fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
     let (Some(data), Some(_)) = (shared_data(), teacher_dir()) else { return };
-    let dir = std::env::temp_dir().join(format!("canao-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new().prefix("canao-run-").tempdir().unwrap();
+    let dir = scratch.path();
     let out = dir.join("out");
     let profile = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../latency/profiles/dev-epyc-2t.ron");
     let file = dir.join("tiny.ron");

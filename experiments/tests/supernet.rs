@@ -62,11 +62,12 @@ fn an_exported_subnet_compiles_to_the_supernets_logits() {
         .collect();
     let net = Supernet::from_tensors(&max, 1e-12, tensors, &Device::flex()).unwrap();
     let tokenizer = teacher::locate(None, &teacher::cache_dir()).unwrap().join("tokenizer.json");
-    let dir = std::env::temp_dir().join(format!("canao-export-{}", std::process::id()));
+    let scratch = tempfile::Builder::new().prefix("canao-export-").tempdir().unwrap();
+    let dir = scratch.path();
     for text in ["L2-H64-A[2,5]-F[64,160]-D16-S12", "L3-H96-A6-F192-D16-S12", "L1-H48-A3-F32-D16-S12"] {
         let mut arch = Arch::parse(text).unwrap();
         arch.task = max.task;
-        export(&net, &arch, &tokenizer, &dir).unwrap();
+        export(&net, &arch, &tokenizer, dir).unwrap();
         let config = HfConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
         assert_eq!(config.canao.is_some(), !arch.is_uniform(), "{text}: per-layer widths go to the `canao` field");
         let exported = config.to_arch(arch.seq_len).unwrap();

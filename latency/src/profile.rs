@@ -277,8 +277,8 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_other_versions() {
-        let dir = std::env::temp_dir().join(format!("canao-profile-{}", std::process::id()));
-        let path = dir.join("p.ron");
+        let dir = tempfile::Builder::new().prefix("canao-profile-").tempdir().unwrap();
+        let path = dir.path().join("p.ron");
         let mut profile =
             DeviceProfile::new(Device::this_machine("test", 1), "calibrate", Some(SearchSpace::default()), 1);
         profile.samples.push(KernelSample {
@@ -305,7 +305,6 @@ mod tests {
         profile.save(&path).unwrap();
         let err = DeviceProfile::load(&path).unwrap_err().to_string();
         assert!(err.contains("p.ron") && err.contains("per_kernel_ms"), "{err}");
-        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

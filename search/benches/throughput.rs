@@ -47,7 +47,7 @@ fn cache_rate(archs: &[Arch]) -> f64 {
 
 fn nsga2_rate(checkpoint: bool) -> (f64, usize, u64) {
     let space = SearchSpace::default();
-    let dir = std::env::temp_dir().join(format!("canao-search-bench-{}", std::process::id()));
+    let scratch = tempfile::Builder::new().prefix("canao-search-bench-").tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut last = (0, 0);
     let rates = (0..REPEATS)
         .map(|seed| {
@@ -58,8 +58,7 @@ fn nsga2_rate(checkpoint: bool) -> (f64, usize, u64) {
             };
             let mut run = Nsga2::new(space.clone(), evaluator(), config).unwrap_or_else(|e| panic!("{e}"));
             if checkpoint {
-                std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-                run = run.with_checkpoint(dir.join("state.ron"));
+                run = run.with_checkpoint(scratch.path().join("state.ron"));
             }
             let start = Instant::now();
             run.run().unwrap_or_else(|e| panic!("{e}"));
@@ -69,7 +68,6 @@ fn nsga2_rate(checkpoint: bool) -> (f64, usize, u64) {
             per_second(cache.len(), elapsed)
         })
         .collect();
-    let _ = std::fs::remove_dir_all(&dir);
     (median(rates), last.0, last.1)
 }
 

@@ -143,42 +143,39 @@ mod tests {
     #[test]
     fn round_trip_and_missing_file() {
         let dir = scratch("checkpoint-round-trip");
-        let path = dir.join("state.ron");
+        let path = dir.path().join("state.ron");
         assert_eq!(read::<Vec<f64>>(&path).unwrap(), None);
         let value = vec![0.1, 1e-300, -2.5e17, 1.0 / 3.0];
         write_atomic(&path, &value).unwrap();
         assert_eq!(read::<Vec<f64>>(&path).unwrap(), Some(value), "f64 round-trips exactly");
         assert!(!temporary(&path).exists());
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_leftover_temporary_file_is_harmless() {
         let dir = scratch("checkpoint-leftover");
-        let path = dir.join("state.ron");
+        let path = dir.path().join("state.ron");
         write_atomic(&path, &1u32).unwrap();
         // What a kill during a write leaves behind: a torn temporary file.
         fs::write(temporary(&path), "(torn").unwrap();
         assert_eq!(read::<u32>(&path).unwrap(), Some(1));
         write_atomic(&path, &2u32).unwrap();
         assert_eq!(read::<u32>(&path).unwrap(), Some(2));
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn garbage_is_an_error_naming_the_file() {
         let dir = scratch("checkpoint-garbage");
-        let path = dir.join("state.ron");
+        let path = dir.path().join("state.ron");
         fs::write(&path, "not ron at all (").unwrap();
         let err = read::<u32>(&path).unwrap_err();
         assert!(err.to_string().contains("state.ron"), "{err}");
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn journal_keeps_what_the_checkpoint_relies_on() {
         let dir = scratch("checkpoint-journal");
-        let path = dir.join("cache.ron");
+        let path = dir.path().join("cache.ron");
         let mut journal = Journal::create(&path).unwrap();
         journal.append(&[(1u32, 0.5f64), (2, 0.25)]).unwrap();
         journal.append(&[(3u32, 1e-300f64)]).unwrap();
@@ -195,6 +192,5 @@ mod tests {
         reopened.append(&[(9u32, 9.0f64)]).unwrap();
         let (entries, _) = Journal::read::<(u32, f64)>(&path, 3).unwrap();
         assert_eq!(entries, vec![(1, 0.5), (2, 0.25), (9, 9.0)]);
-        fs::remove_dir_all(dir).unwrap();
     }
 }

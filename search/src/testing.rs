@@ -1,18 +1,15 @@
 //! Helpers shared by the unit tests.
 
-use std::path::PathBuf;
-
 use arch::SearchSpace;
 
 use crate::{Count, CountsEvaluator, Evaluation, Sense};
 
-/// A fresh scratch directory under the system temporary directory, unique to this process and
-/// `name`.
-pub(crate) fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("canao-search-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir
+/// A fresh scratch folder under the system temporary directory, removed when dropped.
+pub(crate) fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("canao-search-{name}-"))
+        .tempdir()
+        .unwrap_or_else(|e| panic!("cannot create a scratch folder for {name}: {e}"))
 }
 
 /// Minimise parameters, maximise FLOPs: two conflicting counts.

@@ -76,9 +76,8 @@ fn killed_and_resumed_search_ends_with_the_uninterrupted_state() {
     let expected = uninterrupted.state();
 
     // How long one child run takes here, to spread the kills over it.
-    let dir = std::env::temp_dir().join(format!("canao-search-kill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new().prefix("canao-search-kill-").tempdir().unwrap();
+    let dir = scratch.path();
     let timed = dir.join("timed.ron");
     let start = Instant::now();
     assert!(spawn_child(&timed, Stdio::null).wait().unwrap().success());
@@ -112,5 +111,4 @@ fn killed_and_resumed_search_ends_with_the_uninterrupted_state() {
         assert_eq!(&state, expected, "scenario {scenario}, killed at generations {kill_points:?}");
     }
     assert!(mid_run_kills >= 4, "only {mid_run_kills} of 12 kills landed mid-run; the child runs too fast");
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -285,63 +285,64 @@ mod tests {
         std::fs::write(path, text).expect("write");
     }
 
-    fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("canao-data-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+    /// A fresh scratch folder, removed when dropped (also when the test panics).
+    fn tmp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("canao-data-{name}-")).tempdir().expect("scratch folder")
     }
 
     #[test]
     fn reads_each_layout() {
-        let dir = tmp("layouts");
-        write(&dir, "glue/SST-2/dev.tsv", "sentence\tlabel\ngood fun \t1\nbad \t0\n");
-        write(&dir, "glue/CoLA/dev.tsv", "gj04\t1\t\tThe doll wriggled.\ngj04\t0\t*\tDoll the.\n");
-        write(&dir, "glue/STS-B/dev.tsv", "index\tsentence1\tsentence2\tscore\n0\tA man.\tA person.\t4.5\n");
+        let scratch = tmp("layouts");
+        let dir = scratch.path();
+        write(dir, "glue/SST-2/dev.tsv", "sentence\tlabel\ngood fun \t1\nbad \t0\n");
+        write(dir, "glue/CoLA/dev.tsv", "gj04\t1\t\tThe doll wriggled.\ngj04\t0\t*\tDoll the.\n");
+        write(dir, "glue/STS-B/dev.tsv", "index\tsentence1\tsentence2\tscore\n0\tA man.\tA person.\t4.5\n");
         std::fs::create_dir_all(dir.join("trec")).expect("mkdir");
         std::fs::write(
             dir.join("trec/TREC_10.label"),
             b"NUM:dist How far is it from Denver to Aspen ?\nHUM:desc Who was Galil\xe9o ?\n",
         )
         .expect("write");
-        let sst = load(Task::Sst2, &dir, Split::Dev).expect("sst2");
+        let sst = load(Task::Sst2, dir, Split::Dev).expect("sst2");
         assert_eq!(sst[0], Example { text: "good fun".into(), pair: None, label: Label::Class(1) });
-        let cola = load(Task::Cola, &dir, Split::Dev).expect("cola");
+        let cola = load(Task::Cola, dir, Split::Dev).expect("cola");
         assert_eq!(cola[1].label, Label::Class(0));
-        let sts = load(Task::Stsb, &dir, Split::Dev).expect("stsb");
+        let sts = load(Task::Stsb, dir, Split::Dev).expect("stsb");
         assert_eq!(sts[0].pair.as_deref(), Some("A person."));
         assert_eq!(sts[0].label, Label::Score(4.5));
-        let trec = load(Task::Trec, &dir, Split::Dev).expect("trec");
+        let trec = load(Task::Trec, dir, Split::Dev).expect("trec");
         assert_eq!(trec[0].label, Label::Class(5));
         assert_eq!(trec[1].text, "Who was Galiléo ?");
     }
 
     #[test]
     fn bad_rows_name_file_and_line() {
-        let dir = tmp("bad");
-        write(&dir, "glue/SST-2/dev.tsv", "sentence\tlabel\nfine\t1\nbroken\t7\n");
-        let e = load(Task::Sst2, &dir, Split::Dev).expect_err("label 7").to_string();
+        let scratch = tmp("bad");
+        let dir = scratch.path();
+        write(dir, "glue/SST-2/dev.tsv", "sentence\tlabel\nfine\t1\nbroken\t7\n");
+        let e = load(Task::Sst2, dir, Split::Dev).expect_err("label 7").to_string();
         assert!(e.ends_with("dev.tsv:3: label `7` is not one of 0..1"), "{e}");
-        write(&dir, "glue/SST-2/dev.tsv", "text\tlabel\nfine\t1\n");
-        let e = load(Task::Sst2, &dir, Split::Dev).expect_err("header").to_string();
+        write(dir, "glue/SST-2/dev.tsv", "text\tlabel\nfine\t1\n");
+        let e = load(Task::Sst2, dir, Split::Dev).expect_err("header").to_string();
         assert!(e.contains("dev.tsv:1: header has no `sentence` column"), "{e}");
-        write(&dir, "glue/STS-B/dev.tsv", "sentence1\tsentence2\tscore\na\tb\tlots\n");
-        let e = load(Task::Stsb, &dir, Split::Dev).expect_err("score").to_string();
+        write(dir, "glue/STS-B/dev.tsv", "sentence1\tsentence2\tscore\na\tb\tlots\n");
+        let e = load(Task::Stsb, dir, Split::Dev).expect_err("score").to_string();
         assert!(e.contains(":2: score `lots` is not a number"), "{e}");
         std::fs::write(dir.join("glue/SST-2/dev.tsv"), b"sentence\tlabel\nfine\t1\nbad \xff byte\t0\n").expect("write");
-        let e = load(Task::Sst2, &dir, Split::Dev).expect_err("utf-8").to_string();
+        let e = load(Task::Sst2, dir, Split::Dev).expect_err("utf-8").to_string();
         assert!(e.contains("dev.tsv:3: not UTF-8"), "{e}");
-        let e = load(Task::Cola, &dir, Split::Train).expect_err("missing").to_string();
+        let e = load(Task::Cola, dir, Split::Train).expect_err("missing").to_string();
         assert!(e.contains("CoLA/train.tsv not found"), "{e}");
         // Labels outside each task's set.
-        write(&dir, "glue/CoLA/dev.tsv", "gj04\t1\t\tThe doll wriggled.\ngj04\t2\t*\tDoll the.\n");
-        let e = load(Task::Cola, &dir, Split::Dev).expect_err("cola label").to_string();
+        write(dir, "glue/CoLA/dev.tsv", "gj04\t1\t\tThe doll wriggled.\ngj04\t2\t*\tDoll the.\n");
+        let e = load(Task::Cola, dir, Split::Dev).expect_err("cola label").to_string();
         assert!(e.ends_with("dev.tsv:2: label `2` is not one of 0..1"), "{e}");
-        write(&dir, "glue/STS-B/dev.tsv", "sentence1\tsentence2\tscore\na\tb\t5.5\n");
-        let e = load(Task::Stsb, &dir, Split::Dev).expect_err("score range").to_string();
+        write(dir, "glue/STS-B/dev.tsv", "sentence1\tsentence2\tscore\na\tb\t5.5\n");
+        let e = load(Task::Stsb, dir, Split::Dev).expect_err("score range").to_string();
         assert!(e.ends_with("dev.tsv:2: score 5.5 is outside 0–5"), "{e}");
         std::fs::create_dir_all(dir.join("trec")).expect("mkdir");
         std::fs::write(dir.join("trec/TREC_10.label"), "NUM:dist How far ?\nFOO:bar What ?\n").expect("write");
-        let e = load(Task::Trec, &dir, Split::Dev).expect_err("trec class").to_string();
+        let e = load(Task::Trec, dir, Split::Dev).expect_err("trec class").to_string();
         assert!(e.contains("TREC_10.label:2: class `FOO` is not one of"), "{e}");
     }
 

@@ -16,10 +16,12 @@ use supernet::{Encoded, Encoder, Sandwich, Supernet, TrainConfig, Trainer, teach
 
 const SST2: TaskHead = TaskHead::Classification { labels: 2 };
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("canao-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A run folder that does not exist yet, inside a fresh scratch folder that goes when the guard
+/// (the first element) drops, also when the test panics.
+fn tmp(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let scratch = tempfile::Builder::new().prefix(&format!("canao-train-{name}-")).tempdir().unwrap();
+    let dir = scratch.path().join("run");
+    (scratch, dir)
 }
 
 /// The teacher's directory, its tokenizer, and SST-2 train and the first `dev` dev examples;
@@ -58,7 +60,7 @@ fn both_phases_learn_on_an_sst2_slice() {
         checkpoint_every: 0,
         ..TrainConfig::default()
     };
-    let dir = tmp("phase-one");
+    let (_scratch, dir) = tmp("phase-one");
     let mut trainer = Trainer::new(config, net, None, train.clone(), dev.clone(), encoder.pad, &dir).unwrap();
     trainer.run(None, true).unwrap();
     let (first, last) = (mean_loss(&trainer, 0..8, None), mean_loss(&trainer, 52..60, None));
@@ -89,7 +91,7 @@ fn both_phases_learn_on_an_sst2_slice() {
         seed: 5,
         ..TrainConfig::default()
     };
-    let dir = tmp("phase-two");
+    let (_scratch, dir) = tmp("phase-two");
     let mut trainer =
         Trainer::new(config, student, Some(teacher), train[16 * 60..].to_vec(), dev.clone(), encoder.pad, &dir)
             .unwrap();
@@ -141,7 +143,7 @@ fn a_resumed_run_continues_exactly() {
         };
         let start = tiny(&device);
         let teacher = || sandwich.as_ref().map(|_| tiny(&Device::flex()).load_record(start.valid().into_record()));
-        let straight_dir = tmp("straight");
+        let (_straight_scratch, straight_dir) = tmp("straight");
         let mut straight = Trainer::new(
             config.clone(),
             start.clone(),
@@ -154,7 +156,7 @@ fn a_resumed_run_continues_exactly() {
         .unwrap();
         straight.run(None, true).unwrap();
 
-        let dir = tmp("resumed");
+        let (_scratch, dir) = tmp("resumed");
         let mut first =
             Trainer::new(config, start.clone(), teacher(), train.clone(), dev.clone(), encoder.pad, &dir).unwrap();
         first.run(Some(2), true).unwrap(); // stops mid-epoch-one (3 steps per epoch) and checkpoints

@@ -130,7 +130,7 @@ fn max_evaluations_stops_the_run() {
 #[test]
 fn resume_in_process_ends_where_an_uninterrupted_run_does() {
     let dir = scratch("nsga2-resume");
-    let path = dir.join("state.ron");
+    let path = dir.path().join("state.ron");
     let uninterrupted = finished(config(11));
     for stop_after in [1, 2, 9] {
         let _ = std::fs::remove_file(&path);
@@ -145,13 +145,12 @@ fn resume_in_process_ends_where_an_uninterrupted_run_does() {
         assert_eq!(resumed.state(), uninterrupted.state(), "stopped after {stop_after} steps");
         assert_eq!(resumed.front(), uninterrupted.front());
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn resume_cuts_journal_entries_the_state_does_not_rely_on() {
     let dir = scratch("nsga2-journal");
-    let path = dir.join("state.ron");
+    let path = dir.path().join("state.ron");
     let uninterrupted = finished(config(12));
     let mut run = Nsga2::resume(SearchSpace::default(), params_vs_flops(), config(12), &path).unwrap();
     run.step().unwrap();
@@ -171,25 +170,23 @@ fn resume_cuts_journal_entries_the_state_does_not_rely_on() {
     resumed.run().unwrap();
     assert_eq!(resumed.state(), uninterrupted.state());
     assert_eq!(Nsga2State::load(&path).unwrap().as_ref(), Some(uninterrupted.state()));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn a_missing_journal_is_an_error() {
     let dir = scratch("nsga2-no-journal");
-    let path = dir.join("state.ron");
+    let path = dir.path().join("state.ron");
     let mut run = Nsga2::resume(SearchSpace::default(), params_vs_flops(), config(1), &path).unwrap();
     run.step().unwrap();
     std::fs::remove_file(journal_path(&path)).unwrap();
     let err = Nsga2::resume(SearchSpace::default(), params_vs_flops(), config(1), &path).err().unwrap();
     assert!(err.to_string().contains("state.cache.ron"), "{err}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn resume_refuses_another_search() {
     let dir = scratch("nsga2-mismatch");
-    let path = dir.join("state.ron");
+    let path = dir.path().join("state.ron");
     let mut run = Nsga2::resume(SearchSpace::default(), params_vs_flops(), config(1), &path).unwrap();
     run.step().unwrap();
     let what = |result: Result<Nsga2<CountsEvaluator>>| match result {
@@ -202,7 +199,6 @@ fn resume_refuses_another_search() {
     assert_eq!(what(Nsga2::resume(other_space, params_vs_flops(), config(1), &path)), "search space");
     let flops = CountsEvaluator::new(&[(Count::Flops, Sense::Minimise), (Count::Params, Sense::Minimise)]);
     assert_eq!(what(Nsga2::resume(SearchSpace::default(), flops, config(1), &path)), "objective list");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
