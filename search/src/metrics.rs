@@ -62,7 +62,14 @@ pub fn normalised_igd_plus<P: AsRef<[f64]>, Q: AsRef<[f64]>>(front: &[P], refere
             if hi - lo > 0.0 { hi - lo } else { 1.0 }
         })
         .collect();
-    let scale = |p: &[f64]| -> Vec<f64> { p.iter().zip(&range).map(|(v, r)| v / r).collect() };
+    // A point of another length would be cut to the reference's by the scaling and pass
+    // `igd_plus`'s check: keep its length, so that the check sees it.
+    let scale = |p: &[f64]| -> Vec<f64> {
+        if p.len() != range.len() {
+            return p.to_vec();
+        }
+        p.iter().zip(&range).map(|(v, r)| v / r).collect()
+    };
     let front: Vec<Vec<f64>> = front.iter().map(|p| scale(p.as_ref())).collect();
     let reference: Vec<Vec<f64>> = reference_front.iter().map(|z| scale(z.as_ref())).collect();
     igd_plus(&front, &reference)
@@ -158,6 +165,9 @@ mod tests {
         // A constant objective keeps its units instead of dividing by zero.
         let flat = [[1.0, 5.0], [2.0, 5.0]];
         assert_eq!(normalised_igd_plus(&flat, &flat).unwrap(), 0.0);
+        // A point with more objectives than the reference is an error, not cut to fit.
+        let err = normalised_igd_plus(&[vec![0.5, 150.0, 1.0]], &reference).unwrap_err().to_string();
+        assert!(err.contains("has 3 values, expected 2"), "{err}");
     }
 
     #[test]
