@@ -59,6 +59,14 @@ pub fn tuning_cache() -> PathBuf {
     cache_dir().join("gemm-tuning.ron")
 }
 
+/// "1 thread" or "N threads".
+pub fn threads_label(threads: usize) -> String {
+    match threads {
+        1 => "1 thread".to_string(),
+        n => format!("{n} threads"),
+    }
+}
+
 /// Prints `value` as one JSON line (the last line of a `--json` command).
 pub fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string(value).unwrap_or_else(|_| "{}".into()));

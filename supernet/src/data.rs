@@ -250,7 +250,7 @@ fn tsv_row(task: Task, line: &str, text: usize, pair: Option<usize>, label: usiz
 fn class(raw: &str, classes: usize) -> Result<Label, String> {
     match raw.parse::<usize>() {
         Ok(c) if c < classes => Ok(Label::Class(c)),
-        _ => Err(format!("label `{raw}` is not one of 0..{}", classes - 1)),
+        _ => Err(format!("label `{raw}` is not a class number from 0 to {}", classes - 1)),
     }
 }
 
@@ -321,7 +321,7 @@ mod tests {
         let dir = scratch.path();
         write(dir, "glue/SST-2/dev.tsv", "sentence\tlabel\nfine\t1\nbroken\t7\n");
         let e = load(Task::Sst2, dir, Split::Dev).expect_err("label 7").to_string();
-        assert!(e.ends_with("dev.tsv:3: label `7` is not one of 0..1"), "{e}");
+        assert!(e.ends_with("dev.tsv:3: label `7` is not a class number from 0 to 1"), "{e}");
         write(dir, "glue/SST-2/dev.tsv", "text\tlabel\nfine\t1\n");
         let e = load(Task::Sst2, dir, Split::Dev).expect_err("header").to_string();
         assert!(e.contains("dev.tsv:1: header has no `sentence` column"), "{e}");
@@ -336,7 +336,7 @@ mod tests {
         // Labels outside each task's set.
         write(dir, "glue/CoLA/dev.tsv", "gj04\t1\t\tThe doll wriggled.\ngj04\t2\t*\tDoll the.\n");
         let e = load(Task::Cola, dir, Split::Dev).expect_err("cola label").to_string();
-        assert!(e.ends_with("dev.tsv:2: label `2` is not one of 0..1"), "{e}");
+        assert!(e.ends_with("dev.tsv:2: label `2` is not a class number from 0 to 1"), "{e}");
         write(dir, "glue/STS-B/dev.tsv", "sentence1\tsentence2\tscore\na\tb\t5.5\n");
         let e = load(Task::Stsb, dir, Split::Dev).expect_err("score range").to_string();
         assert!(e.ends_with("dev.tsv:2: score 5.5 is outside 0–5"), "{e}");

@@ -5,7 +5,7 @@ use compiler::timing::{CpuSample, Timing, time_runs};
 use compiler::{Batch, CompileOptions, PassSelection, Program, Tuning, Weights, compile};
 use serde_json::json;
 
-use crate::io::{ArchArgs, parse_arch, print_json, tuning_cache};
+use crate::io::{ArchArgs, parse_arch, print_json, threads_label, tuning_cache};
 
 /// Measure the compiled latency of an architecture on this machine (random weights).
 ///
@@ -122,7 +122,12 @@ pub fn run(args: Args) -> Result<()> {
         ..Default::default()
     };
     if !args.json {
-        eprintln!("compiling {arch} (seq {}, batch {}, {} threads)…", arch.seq_len, args.target.batch, args.threads);
+        eprintln!(
+            "compiling {arch} (seq {}, batch {}, {})…",
+            arch.seq_len,
+            args.target.batch,
+            threads_label(args.threads)
+        );
     }
     let mut program = compile(&arch, &weights, &options)?;
     let start = CpuSample::now();

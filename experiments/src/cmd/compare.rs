@@ -30,7 +30,7 @@ pub struct Args {
     /// A search experiment (RON), as `canao search` takes.
     #[arg(long)]
     experiment: PathBuf,
-    /// One NSGA-II run and one random search per seed.
+    /// One NSGA-II run and one random search per seed (and a HAT-style search with --hat).
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
     seeds: Vec<u64>,
     /// Evaluations of each compared run.
@@ -49,8 +49,8 @@ pub struct Args {
     /// Also run a HAT-style constrained search per seed (one objective under the experiment's
     /// constraints, as HAT searches for one latency budget), optimising the experiment's first
     /// objective with NSGA-II's budget, and report the best value each search found. Its
-    /// evaluations join the reference front, so NSGA-II's and random search's shares and counts
-    /// are comparable only between runs that both used --hat or both did not.
+    /// evaluations join the reference front, so NSGA-II's and random search's shares, counts and
+    /// IGD+ are comparable only between runs that both used --hat or both did not.
     #[arg(long)]
     hat: bool,
     /// Share of the reference hypervolume to reach.
@@ -81,6 +81,10 @@ struct Memo<'a> {
 
 const SAVE_EVERY: usize = 25;
 
+/// Distinct archs between two progress lines on stderr when no bar is drawn (`--json`, or stderr
+/// not a terminal, as in a background run writing to a log).
+const LOG_EVERY: usize = 100;
+
 impl Memo<'_> {
     fn save(&self) -> Result<()> {
         let Some(file) = self.file else { return Ok(()) };
@@ -109,6 +113,19 @@ impl Evaluator for Memo<'_> {
             Err(_) => 0,
         };
         self.bar.set_message(format!("{new} distinct archs evaluated"));
+        if self.bar.is_hidden() && new > 0 && new % LOG_EVERY == 0 {
+            // The runs may overshoot their budgets by part of a generation: the total is a guide.
+            let scores = match self.inner.supernet() {
+                Some(_) => format!(" ({} dev scores known)", self.inner.scores().len()),
+                None => String::new(),
+            };
+            eprintln!(
+                "{new} distinct archs evaluated{scores}, {} of about {} requests, {:.0} s",
+                self.bar.position(),
+                self.bar.length().unwrap_or(0),
+                self.bar.elapsed().as_secs_f64()
+            );
+        }
         if let Ok(mut unsaved) = self.unsaved.lock() {
             *unsaved += 1;
             if *unsaved >= SAVE_EVERY {
@@ -185,7 +202,13 @@ pub fn run(args: Args) -> Result<()> {
     let hat_budget = if args.hat { args.budget } else { 0 };
     let requests = args.reference_seeds.len() * args.reference_budget
         + args.seeds.len() * (args.budget + random_budget + hat_budget);
-    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(requests as u64) };
+    // Hidden with --json, and by indicatif itself when stderr is not a terminal: then `Memo` writes
+    // a plain progress line every LOG_EVERY archs instead.
+    let bar = if args.json {
+        ProgressBar::with_draw_target(Some(requests as u64), indicatif::ProgressDrawTarget::hidden())
+    } else {
+        ProgressBar::new(requests as u64)
+    };
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} requests {elapsed_precise} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())

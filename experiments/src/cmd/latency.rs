@@ -11,7 +11,7 @@ use latency::validate::{held_out_archs, validate};
 use latency::{Device, DeviceProfile, Predictor};
 use serde_json::json;
 
-use crate::io::{parse_arch, print_json, tuning_cache, write_atomic};
+use crate::io::{parse_arch, print_json, threads_label, tuning_cache, write_atomic};
 
 /// A progress bar fed by the latency crate's progress callbacks.
 pub struct Bar(Option<ProgressBar>);
@@ -63,8 +63,9 @@ fn read_space(path: &Path) -> Result<SearchSpace> {
 }
 
 /// Drift since calibration (as a fraction) above which `validate-latency` says to calibrate again:
-/// on the development machine, 1–3 % of drift took a predictor of 2–3 % RMSPE from 92–98 % of
-/// held-out archs within ±5 % at calibration speed to 72–86 % (BENCHMARKS.md, issue 4).
+/// on the development machine, 2.9 % of drift took a 1-thread profile from 94 % of held-out archs
+/// within ±5 % (at calibration speed) to 72 %, and 1.0 % took another validation from 98 % to 95 %
+/// (BENCHMARKS.md, issue 4).
 const DRIFT_WARNING: f64 = 0.02;
 
 /// Calibrate a latency profile of this machine: time the compiled kernels of archs that span a
@@ -214,7 +215,12 @@ pub fn predict_cmd(args: PredictArgs) -> Result<()> {
     let Some(arch) = &args.arch else { bail!("give --arch or --sample") };
     let arch = parse_arch(arch, args.seq)?;
     let p = predictor.predict(&arch)?;
-    println!("{arch} on {} ({} threads): {:.3} ms predicted", profile.device.name, profile.device.threads, p.total_ms);
+    println!(
+        "{arch} on {} ({}): {:.3} ms predicted",
+        profile.device.name,
+        threads_label(profile.device.threads),
+        p.total_ms
+    );
     if p.extrapolated {
         println!("note: some kernels lie outside the calibrated shapes; the prediction extrapolates");
     }
@@ -280,10 +286,7 @@ pub fn validate_cmd(args: ValidateArgs) -> Result<()> {
     let svg = args.svg.unwrap_or_else(|| args.profile.with_extension("validation.svg"));
     write_atomic(&csv, v.to_csv().as_bytes())?;
     let points: Vec<(f64, f64)> = v.rows.iter().map(|r| (r.measured_ms, r.predicted_ms)).collect();
-    let threads = match profile.device.threads {
-        1 => "1 thread".to_string(),
-        n => format!("{n} threads"),
-    };
+    let threads = threads_label(profile.device.threads);
     let title = format!("{} ({threads}): predicted vs measured, {} archs", profile.device.name, v.rows.len());
     write_atomic(&svg, reports::scatter_svg(&title, &points)?.as_bytes())?;
     println!(

@@ -18,7 +18,7 @@ use crate::cmd::bench::{Budget, time_eager, time_program};
 use crate::cmd::infer::load_checkpoint;
 use crate::cmd::latency::Bar;
 use crate::cmd::search::{Costs, SearchRun};
-use crate::io::write_atomic;
+use crate::io::{threads_label, write_atomic};
 
 /// A reference model of the report: scored and timed the same way as the searched archs.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -254,7 +254,7 @@ fn predictor_check(
     bar.finish();
     Ok(Some(reports::PredictorCheck {
         device: device_label(profile),
-        machine: format!("{here}, {} threads", profile.device.threads),
+        machine: format!("{here}, {}", threads_label(profile.device.threads)),
         rows: validation
             .rows
             .iter()
@@ -445,8 +445,7 @@ pub fn write_report(inputs: Inputs, dir: &Path) -> Result<Option<reports::Writte
 /// A profile's device as the report names it: its name and the threads its programs ran with
 /// (profiles of one machine differ by threads).
 fn device_label(profile: &DeviceProfile) -> String {
-    let t = profile.device.threads;
-    format!("{}, {t} thread{}", profile.device.name, if t == 1 { "" } else { "s" })
+    format!("{}, {}", profile.device.name, threads_label(profile.device.threads))
 }
 
 fn available_threads() -> usize {
