@@ -49,6 +49,7 @@ pub struct SearchExperiment {
 
 /// An objective (minimised).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Objective {
     /// Predicted end-to-end latency (ms) on the device of a profile.
     Latency { profile: PathBuf },
@@ -72,6 +73,7 @@ pub enum Objective {
 
 /// An upper limit.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Constraint {
     LatencyAtMost { profile: PathBuf, ms: f64 },
     ParamsAtMost(f64),
@@ -439,4 +441,35 @@ pub fn run_search(
         front: front.iter().map(|i| i.arch.clone()).collect(),
         generations: state.history().iter().map(|r| r.evaluations).collect(),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
+mod tests {
+    use super::*;
+
+    /// A misspelt field of an objective or a constraint is an error naming it, not a default.
+    #[test]
+    fn unknown_fields_of_objectives_and_constraints_are_errors() {
+        let experiment = |objective: &str, constraint: &str| {
+            format!(
+                "SearchExperiment(name: \"t\", objectives: [{objective}], constraints: [{constraint}], \
+                 search: (population: 8, generations: 3, seed: 3))"
+            )
+        };
+        let good = experiment("Accuracy(supernet: Some(\"s\"))", "LatencyAtMost(profile: \"p.ron\", ms: 5.0)");
+        ron::from_str::<SearchExperiment>(&good).unwrap();
+        let err = ron::from_str::<SearchExperiment>(&experiment(
+            "Accuracy(supernett: Some(\"s\"))",
+            "LatencyAtMost(profile: \"p.ron\", ms: 5.0)",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("supernett"), "{err}");
+        let err = ron::from_str::<SearchExperiment>(&experiment(
+            "Params",
+            "LatencyAtMost(profile: \"p.ron\", ms: 5.0, threads: 2)",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("threads"), "{err}");
+    }
 }
