@@ -87,8 +87,40 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error and its causes on one line, `: `-separated, as `{:#}` prints them, but without a
+/// cause that the message before it already spells out (the libraries' errors print their
+/// source, as `{path}: {source}`, and also return it as their `source()`).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_cause_already_spelt_out_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let spelt_out =
+            anyhow::Error::new(latency::Error::Io { path: "p.ron".into(), source: io }).context("e.ron: `objectives`");
+        assert_eq!(one_line(&spelt_out), "e.ron: `objectives`: p.ron: no such file");
+        let plain = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(one_line(&plain), "outer: middle: inner");
     }
 }

@@ -609,3 +609,39 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
     let err = stderr(&out);
     assert!(!out.status.success() && err.contains("bad.ron") && err.contains("epochz"), "{err}");
 }
+
+#[test]
+fn run_checks_the_search_before_training() {
+    let tmp = scratch("run-check");
+    let dir = tmp.path();
+    let out = dir.join("out");
+    let file = dir.join("e.ron");
+    let profile = repo_file("latency/profiles/dev-epyc-2t.ron");
+    let cases = [
+        (r#"Latency(profile: "nowhere/p.ron")"#.to_string(), "population: 4, generations: 1, seed: 1", "nowhere/p.ron"),
+        (format!("Latency(profile: {profile:?})"), "population: 0, generations: 1, seed: 1", "population"),
+        (
+            format!("Latency(profile: {profile:?})"),
+            "population: 4, generations: 1, seed: 1, reference_point: Some([1.0])",
+            "reference_point",
+        ),
+    ];
+    for (objective, search, expected) in cases {
+        // The data directory does not exist either: the teacher's training would fail on it, so
+        // an error naming the search's field shows that the search was checked first.
+        std::fs::write(
+            &file,
+            format!(
+                r#"Experiment(name: "t", task: Sst2, data_dir: Some("/nowhere"), out: Some("{out}"),
+                   teacher_training: TrainConfig(epochs: 1.0), supernet_training: TrainConfig(epochs: 1.0),
+                   objectives: [Accuracy(), {objective}], search: ({search}))"#,
+                out = out.display()
+            ),
+        )
+        .unwrap();
+        let run = canao(&["run", file.to_str().unwrap()]);
+        let err = stderr(&run);
+        assert!(!run.status.success() && err.contains("e.ron") && err.contains(expected), "{expected}: {err}");
+        assert!(!out.exists(), "{expected}: a refused experiment leaves no run folder");
+    }
+}

@@ -13,7 +13,7 @@ use supernet::data::Task;
 use supernet::{Supernet, TrainConfig, teacher};
 
 use crate::cmd::report::{Exported, Inputs, ReferenceModel, default_references, write_report};
-use crate::cmd::search::{Constraint, Objective, SearchExperiment, costs, run_search};
+use crate::cmd::search::{Constraint, Objective, SearchExperiment, check, costs, run_search};
 use crate::cmd::train::{Phase, PhaseRun, run_phase};
 use crate::io::{cache_dir, print_json, write_atomic};
 
@@ -126,6 +126,28 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     }
+    // The search, over the run's own supernet: checked before hours of training.
+    let objectives = experiment
+        .objectives
+        .iter()
+        .map(|o| match o {
+            Objective::Accuracy { supernet, task } => Objective::Accuracy {
+                supernet: Some(supernet.clone().unwrap_or_else(|| Stage::Supernet.dir(&out).join("model"))),
+                task: Some(task.unwrap_or(experiment.task)),
+            },
+            other => other.clone(),
+        })
+        .collect();
+    let search = SearchExperiment {
+        name: experiment.name.clone(),
+        space: Some(space.clone()),
+        objectives,
+        constraints: experiment.constraints.clone(),
+        search: experiment.search.clone(),
+        out: Some(Stage::Search.dir(&out)),
+        data_dir: experiment.data_dir.clone(),
+    };
+    check(&search, origin)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     write_atomic(&out.join("experiment.ron"), text.as_bytes())?;
     let started = Instant::now();
@@ -202,26 +224,6 @@ pub fn run(args: Args) -> Result<()> {
 
     // The search, over the run's own supernet.
     let t = Instant::now();
-    let objectives = experiment
-        .objectives
-        .iter()
-        .map(|o| match o {
-            Objective::Accuracy { supernet, task } => Objective::Accuracy {
-                supernet: Some(supernet.clone().unwrap_or_else(|| Stage::Supernet.dir(&out).join("model"))),
-                task: Some(task.unwrap_or(experiment.task)),
-            },
-            other => other.clone(),
-        })
-        .collect();
-    let search = SearchExperiment {
-        name: experiment.name.clone(),
-        space: Some(space),
-        objectives,
-        constraints: experiment.constraints.clone(),
-        search: experiment.search.clone(),
-        out: Some(Stage::Search.dir(&out)),
-        data_dir: experiment.data_dir.clone(),
-    };
     let resume = Stage::Search.dir(&out).join("search_state.ron").is_file();
     let (costs, searched) = {
         // Loading the supernet for the Accuracy objective is part of the stage and of its time.

@@ -258,12 +258,49 @@ pub struct Costs {
     pub evaluator: CostEvaluator,
 }
 
-/// Loads what `experiment`'s objectives and constraints need (profiles, the supernet and its dev
-/// split); `origin` is the file named in errors.
-pub fn costs(experiment: &SearchExperiment, origin: &Path) -> Result<Costs> {
+/// Checks what can be checked of `experiment` before anything runs: the space, the objectives,
+/// the search settings, the constraint limits and every device profile it names — everything
+/// but the supernet, which `canao run` trains first. `origin` is the file named in errors.
+pub fn check(experiment: &SearchExperiment, origin: &Path) -> Result<()> {
+    let at = |field: &str| format!("{}: `{field}`", origin.display());
+    if let Some(space) = &experiment.space {
+        space.validate().with_context(|| at("space"))?;
+    }
     if experiment.objectives.is_empty() {
         bail!("{}: `objectives` is empty; name at least one", origin.display());
     }
+    if experiment.objectives.iter().filter(|o| matches!(o, Objective::Accuracy { .. })).count() > 1 {
+        bail!("{}: name one Accuracy objective", origin.display());
+    }
+    experiment.search.validate(experiment.objectives.len()).with_context(|| at("search"))?;
+    let mut profiles = Vec::new();
+    for o in &experiment.objectives {
+        if let Objective::Latency { profile } = o {
+            profiles.push(("objectives", profile));
+        }
+    }
+    for c in &experiment.constraints {
+        let (limit, field) = match c {
+            Constraint::LatencyAtMost { profile, ms } => {
+                profiles.push(("constraints", profile));
+                (*ms, "LatencyAtMost.ms")
+            }
+            Constraint::ParamsAtMost(limit) => (*limit, "ParamsAtMost"),
+        };
+        if !(limit.is_finite() && limit > 0.0) {
+            bail!("{}: constraint `{field}` must be a positive number, got {limit}", origin.display());
+        }
+    }
+    for (field, path) in profiles {
+        DeviceProfile::load(path).with_context(|| at(field))?;
+    }
+    Ok(())
+}
+
+/// Loads what `experiment`'s objectives and constraints need (profiles, the supernet and its dev
+/// split) after [`check`]ing it; `origin` is the file named in errors.
+pub fn costs(experiment: &SearchExperiment, origin: &Path) -> Result<Costs> {
+    check(experiment, origin)?;
     let space = experiment.space.clone().unwrap_or_default();
     let mut profiles = Vec::new();
     let mut objectives = Vec::new();
@@ -281,9 +318,6 @@ pub fn costs(experiment: &SearchExperiment, origin: &Path) -> Result<Costs> {
             Objective::Capacity => (Measure::Capacity, ObjectiveSpec::new("capacity_params", "", Sense::Maximise)),
             Objective::PeakMemory => (Measure::PeakMemory, ObjectiveSpec::new("peak_memory", "bytes", Sense::Minimise)),
             Objective::Accuracy { supernet, task } => {
-                if accuracy.is_some() {
-                    bail!("{}: name one Accuracy objective", origin.display());
-                }
                 let (Some(supernet), Some(task)) = (supernet, task) else {
                     bail!(
                         "{}: the Accuracy objective needs `supernet` (a trained supernet) and `task`",
