@@ -29,6 +29,11 @@ pub enum Error {
     /// An arch or a space is invalid.
     #[error(transparent)]
     Arch(#[from] arch::Error),
+    /// Validation measures on this machine, and the profile describes another device.
+    #[error(
+        "profile `{profile}` describes {described}, this machine is {here}: validate it on the device it describes"
+    )]
+    OtherDevice { profile: String, described: String, here: String },
     /// Calibration produced nothing to fit.
     #[error("calibration failed: {0}")]
     Calibration(String),

@@ -227,6 +227,21 @@ impl DeviceProfile {
                 c.footprint_mib, c.factor
             ));
         }
+        // A model reads its features by position: one fitted on other features would predict
+        // nonsense without a word.
+        for sample in &profile.samples {
+            let kind = sample.key.kind();
+            let expected = crate::features::feature_names(&sample.key);
+            if let Some(model) = profile.models.get(&kind)
+                && !model.features.iter().map(String::as_str).eq(expected)
+            {
+                return bad(format!(
+                    "models.{kind} reads the features {:?}, but this canao computes {expected:?} for that kind: \
+                     calibrate again",
+                    model.features
+                ));
+            }
+        }
         Ok(profile)
     }
 
@@ -305,6 +320,13 @@ mod tests {
         profile.save(&path).unwrap();
         let err = DeviceProfile::load(&path).unwrap_err().to_string();
         assert!(err.contains("p.ron") && err.contains("per_kernel_ms"), "{err}");
+        // The committed profile, with its attention model's features in another order.
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/dev-epyc-2t.ron");
+        let mut profile = DeviceProfile::load(&committed).unwrap();
+        profile.models.get_mut("attention").unwrap().features.swap(1, 2);
+        profile.save(&path).unwrap();
+        let err = DeviceProfile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("p.ron") && err.contains("models.attention") && err.contains("calibrate again"), "{err}");
     }
 
     #[test]

@@ -179,6 +179,16 @@ fn drift_probes(profile: &DeviceProfile) -> Result<Vec<(Arch, f64)>> {
 /// and compares with the predictions; calibration programs measured again between them give the
 /// machine's [`Drift`] since calibration.
 pub fn validate(profile: &DeviceProfile, archs: &[Arch], progress: &mut dyn FnMut(Progress)) -> Result<Validation> {
+    // Measuring an imported NPU profile's archs on this CPU would "validate" it against the
+    // wrong device.
+    let here = crate::Device::this_machine("", 1);
+    if profile.device.kind != here.kind || profile.device.cpu_model != here.cpu_model {
+        return Err(Error::OtherDevice {
+            profile: profile.device.name.clone(),
+            described: format!("{} `{}`", profile.device.kind, profile.device.cpu_model),
+            here: format!("{} `{}`", here.kind, here.cpu_model),
+        });
+    }
     compiler::tune::preload(&profile.gemm_plans);
     let predictor = Predictor::new(profile);
     let lookup = Predictor::with_measured_shapes(profile);
@@ -234,6 +244,16 @@ pub fn validate(profile: &DeviceProfile, archs: &[Arch], progress: &mut dyn FnMu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profile_of_another_device_is_not_validated_here() {
+        let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/dev-epyc-2t.ron");
+        let mut profile = DeviceProfile::load(&committed).expect("committed profile");
+        profile.device.kind = "npu".into();
+        profile.device.cpu_model = "unknown (imported)".into();
+        let err = validate(&profile, &[], &mut |_| {}).expect_err("refused").to_string();
+        assert!(err.contains("describes npu `unknown (imported)`") && err.contains("this machine is cpu `"), "{err}");
+    }
 
     #[test]
     fn spearman_of_monotone_and_reversed_series() {
