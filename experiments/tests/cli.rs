@@ -587,7 +587,30 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
         !changed.status.success() && err.contains("supernet_training") && err.contains("--force supernet"),
         "{err}"
     );
+    assert_eq!(
+        std::fs::read_to_string(out.join("experiment.ron")).unwrap(),
+        text,
+        "a refused run leaves the run folder's experiment.ron as the stages ran it"
+    );
     std::fs::write(&file, &text).unwrap();
+    // The report again from the run folder alone, moved away from where it ran: every stage
+    // reused, the report and the summary written anew.
+    let moved = dir.join("moved");
+    std::fs::rename(&out, &moved).unwrap();
+    std::fs::remove_file(moved.join("report/report.html")).unwrap();
+    let again = canao(&["report", moved.to_str().unwrap(), "--quiet", "--json"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let summary = last_json(&again);
+    assert!(summary["stages"].as_array().unwrap()[..2].iter().all(|s| s["reused"] == true), "{summary}");
+    assert_eq!(summary["stages"][2]["resumed"], true, "{summary}");
+    assert!(moved.join("report/report.html").is_file() && !out.exists());
+    std::fs::rename(&moved, &out).unwrap();
+    let unfinished = canao(&["report", dir.to_str().unwrap()]);
+    assert!(
+        !unfinished.status.success() && stderr(&unfinished).contains("no experiment.ron"),
+        "{}",
+        stderr(&unfinished)
+    );
     // Export never replaces an unrelated folder.
     let out2 = canao(&[
         "export",

@@ -108,24 +108,84 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    execute(&args, None)
+}
+
+/// Write a finished run's report again, from the run folder alone: its `experiment.ron`, the
+/// trained teacher and supernet, and the finished search (nothing is trained or searched). The
+/// exported models, the report and `summary.json` are written anew; the latency measurements in
+/// the report (the predictor against this machine, compiled against eager) are taken again, and
+/// the front is the one the search found.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run folder (`runs/<name>/`, or the experiment's `out`).
+    run: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Print one JSON object (the summary) as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn report(args: ReportArgs) -> Result<()> {
+    let dir = &args.run;
+    let experiment = dir.join("experiment.ron");
+    if !experiment.is_file() {
+        bail!("{}: no experiment.ron: not a run folder of `canao run`", dir.display());
+    }
+    // summary.json is written last: without it a stage may be unfinished, and a report must not
+    // train or search.
+    if !dir.join("summary.json").is_file() {
+        bail!(
+            "{}: no summary.json: the run has not finished; `canao run {}` continues it",
+            dir.display(),
+            experiment.display()
+        );
+    }
+    let run = Args { experiment, force: Vec::new(), quiet: args.quiet, json: args.json };
+    execute(&run, Some(dir))
+}
+
+/// Refuses to reuse a phase whose folder `dir` holds a run (finished or begun) with other
+/// settings than `config`.
+fn check_unchanged(dir: &Path, phase: Phase, config: &TrainConfig, origin: &Path) -> Result<()> {
+    let differs = |path: &Path| -> Result<bool> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let ran: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        let ran = if ran.get("config").is_some() { ran["config"].clone() } else { ran };
+        // Parsed, so that fields added since (with their defaults) do not count as changes.
+        let ran: TrainConfig =
+            serde_json::from_value(ran).with_context(|| format!("{}: not a training config", path.display()))?;
+        Ok(&ran != config)
+    };
+    let field = if phase == Phase::Teacher { "teacher_training" } else { "supernet_training" };
+    for record in [dir.join("result.json"), dir.join("checkpoint/config.json")] {
+        if record.is_file() && differs(&record)? {
+            bail!(
+                "{}: `{field}` differs from the config {} ran with: pass --force {} to redo it",
+                origin.display(),
+                dir.display(),
+                phase.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs the experiment of `args`, in `out` when given (else the experiment's own folder).
+fn execute(args: &Args, out: Option<&Path>) -> Result<()> {
     let origin = &args.experiment;
     let text = std::fs::read_to_string(origin).with_context(|| format!("reading {}", origin.display()))?;
     let experiment: Experiment =
         ron::from_str(&text).with_context(|| format!("{}: not an experiment", origin.display()))?;
     let space = experiment.space.clone().unwrap_or_default();
     space.validate().with_context(|| format!("{}: `space`", origin.display()))?;
-    let out = experiment.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&experiment.name));
-    if let Some(first) = args.force.iter().min() {
-        // The stage, those after it, and what they produced.
-        let later = Stage::ALL.iter().filter(|s| *s >= first).map(|s| s.dir(&out));
-        for path in later.chain([out.join("export"), out.join("report"), out.join("summary.json")]) {
-            if path.is_dir() {
-                std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
-            } else if path.is_file() {
-                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-            }
-        }
-    }
+    let out = match out {
+        Some(dir) => dir.to_path_buf(),
+        None => experiment.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&experiment.name)),
+    };
     // The search, over the run's own supernet: checked before hours of training.
     let objectives = experiment
         .objectives
@@ -148,12 +208,34 @@ pub fn run(args: Args) -> Result<()> {
         data_dir: experiment.data_dir.clone(),
     };
     check(&search, origin)?;
+    if let Some(first) = args.force.iter().min() {
+        // The stage, those after it, and what they produced.
+        let later = Stage::ALL.iter().filter(|s| *s >= first).map(|s| s.dir(&out));
+        for path in later.chain([out.join("export"), out.join("report"), out.join("summary.json")]) {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+            } else if path.is_file() {
+                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+    }
+    // Phases one and two, with the settings the run gives them. A phase that ran (or began)
+    // with other settings is not silently reused; checked before the run folder's
+    // experiment.ron is replaced by the file being refused.
+    let mut teacher_config = experiment.teacher_training.clone();
+    teacher_config.task = experiment.task;
+    teacher_config.sandwich = None;
+    let mut supernet_config = experiment.supernet_training.clone();
+    supernet_config.task = experiment.task;
+    supernet_config.sandwich.get_or_insert_with(Default::default).space = space.clone();
+    check_unchanged(&Stage::Teacher.dir(&out), Phase::Teacher, &teacher_config, origin)?;
+    check_unchanged(&Stage::Supernet.dir(&out), Phase::Supernet, &supernet_config, origin)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     write_atomic(&out.join("experiment.ron"), text.as_bytes())?;
     let started = Instant::now();
     let mut stages = Vec::new();
 
-    // Phases one and two: a finished phase leaves model/; an interrupted one, checkpoint/.
+    // A finished phase leaves model/; an interrupted one, checkpoint/.
     let finished = |stage: Stage| {
         let dir = stage.dir(&out);
         dir.join("result.json").is_file() && dir.join("model/model.safetensors").is_file()
@@ -164,40 +246,13 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         teacher::locate(experiment.teacher.as_deref(), &cache_dir())?
     };
-    let mut supernet_config = experiment.supernet_training.clone();
-    supernet_config.sandwich.get_or_insert_with(Default::default).space = space.clone();
     let phases = [
-        (Stage::Teacher, Phase::Teacher, experiment.teacher_training.clone(), teacher_start),
+        (Stage::Teacher, Phase::Teacher, teacher_config, teacher_start),
         (Stage::Supernet, Phase::Supernet, supernet_config, Stage::Teacher.dir(&out).join("model")),
     ];
     let mut results = serde_json::Map::new();
-    for (stage, phase, mut config, start) in phases {
-        config.task = experiment.task;
-        if phase == Phase::Teacher {
-            config.sandwich = None;
-        }
+    for (stage, phase, config, start) in phases {
         let dir = stage.dir(&out);
-        let differs = |path: &Path| -> Result<bool> {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let ran: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
-            let ran = if ran.get("config").is_some() { ran["config"].clone() } else { ran };
-            // Parsed, so that fields added since (with their defaults) do not count as changes.
-            let ran: TrainConfig =
-                serde_json::from_value(ran).with_context(|| format!("{}: not a training config", path.display()))?;
-            Ok(ran != config)
-        };
-        let field = if phase == Phase::Teacher { "teacher_training" } else { "supernet_training" };
-        for record in [dir.join("result.json"), dir.join("checkpoint/config.json")] {
-            if record.is_file() && differs(&record)? {
-                bail!(
-                    "{}: `{field}` differs from the config {} ran with: pass --force {} to redo it",
-                    origin.display(),
-                    dir.display(),
-                    phase.name()
-                );
-            }
-        }
         let t = Instant::now();
         let _span = tracing::info_span!("stage", stage = phase.name()).entered();
         if finished(stage) {
