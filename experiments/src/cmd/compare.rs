@@ -77,13 +77,15 @@ struct Memo<'a> {
     /// can fall due together).
     unsaved: Mutex<usize>,
     bar: &'a ProgressBar,
+    /// When the last progress line was written (see `LOG_EVERY`).
+    logged: Mutex<std::time::Instant>,
 }
 
 const SAVE_EVERY: usize = 25;
 
-/// Distinct archs between two progress lines on stderr when no bar is drawn (`--json`, or stderr
+/// The least time between two progress lines on stderr when no bar is drawn (`--json`, or stderr
 /// not a terminal, as in a background run writing to a log).
-const LOG_EVERY: usize = 100;
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Memo<'_> {
     fn save(&self) -> Result<()> {
@@ -113,7 +115,15 @@ impl Evaluator for Memo<'_> {
             Err(_) => 0,
         };
         self.bar.set_message(format!("{new} distinct archs evaluated"));
-        if self.bar.is_hidden() && new > 0 && new % LOG_EVERY == 0 {
+        let due = self.bar.is_hidden()
+            && self.logged.lock().is_ok_and(|mut at| {
+                let due = at.elapsed() >= LOG_EVERY;
+                if due {
+                    *at = std::time::Instant::now();
+                }
+                due
+            });
+        if due {
             // The runs may overshoot their budgets by part of a generation: the total is a guide.
             let scores = match self.inner.supernet() {
                 Some(_) => format!(" ({} dev scores known)", self.inner.scores().len()),
@@ -203,7 +213,7 @@ pub fn run(args: Args) -> Result<()> {
     let requests = args.reference_seeds.len() * args.reference_budget
         + args.seeds.len() * (args.budget + random_budget + hat_budget);
     // Hidden with --json, and by indicatif itself when stderr is not a terminal: then `Memo` writes
-    // a plain progress line every LOG_EVERY archs instead.
+    // a plain progress line at most every LOG_EVERY instead.
     let bar = if args.json {
         ProgressBar::with_draw_target(Some(requests as u64), indicatif::ProgressDrawTarget::hidden())
     } else {
@@ -221,6 +231,7 @@ pub fn run(args: Args) -> Result<()> {
         file: args.cache.as_deref(),
         unsaved: Mutex::new(0),
         bar: &bar,
+        logged: Mutex::new(std::time::Instant::now()),
     };
     // Enough generations for any budget: the runs stop on their evaluation count.
     let nsga2 = Nsga2Config { generations: args.budget.max(args.reference_budget), ..experiment.search.clone() };
