@@ -111,11 +111,12 @@ pub fn run(args: Args) -> Result<()> {
     execute(&args, None)
 }
 
-/// Write a finished run's report again, from the run folder alone: its `experiment.ron`, the
-/// trained teacher and supernet, and the finished search (nothing is trained or searched). The
-/// exported models, the report and `summary.json` are written anew; the latency measurements in
-/// the report (the predictor against this machine, compiled against eager) are taken again, and
-/// the front is the one the search found.
+/// Write a finished run's exported models and report again, from the run folder alone.
+///
+/// Reads the folder's `experiment.ron`, trained teacher and supernet, and finished search;
+/// nothing is trained or searched. The exported models, the report and `summary.json` are
+/// written anew; the latency measurements in the report (the predictor against this machine,
+/// compiled against eager) are taken again, and the front is the one the search found.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// The run folder (`runs/<name>/`, or the experiment's `out`).
