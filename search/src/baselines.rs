@@ -115,8 +115,8 @@ pub struct ConstrainedGaConfig {
     /// Reference point for the hypervolume in the history.
     #[serde(default)]
     pub reference_point: Option<Vec<f64>>,
-    /// Stop breeding once this many distinct archs were evaluated (the last generation, or the
-    /// first population when it is larger, may pass it); `None`: run every generation.
+    /// Stop once this many distinct archs were evaluated: the generation (or first population)
+    /// that reaches it evaluates only the archs that fit; `None`: run every generation.
     #[serde(default)]
     pub max_evaluations: Option<usize>,
 }
@@ -177,7 +177,8 @@ pub fn constrained_ga<E: Evaluator>(
     let (mut cache, mut progress, mut history, mut best_history) =
         (EvalCache::new(), Progress::default(), Vec::new(), Vec::new());
     let first = distinct(config.population, config.duplicate_retries, |_| false, &mut rng, |r| space.sample(r));
-    let mut population = cache.evaluate(&first, evaluator, objectives)?;
+    let fitting = cache.fitting(&first, config.max_evaluations);
+    let mut population = cache.evaluate(&first[..fitting], evaluator, objectives)?;
     for generation in 0..=config.generations {
         if generation > 0 && config.max_evaluations.is_some_and(|limit| cache.len() >= limit) {
             break;
@@ -196,7 +197,8 @@ pub fn constrained_ga<E: Evaluator>(
                 space.crossover(a, b, r)
             });
             let children: Vec<Arch> = mutants.into_iter().chain(crossed).collect();
-            let slots = cache.evaluate(&children, evaluator, objectives)?;
+            let fitting = cache.fitting(&children, config.max_evaluations);
+            let slots = cache.evaluate(&children[..fitting], evaluator, objectives)?;
             population.truncate(config.parents);
             for slot in slots {
                 if !population.contains(&slot) {

@@ -6,7 +6,7 @@
 //! on the current rayon pool and is merged back in batch order, so the cache is the same
 //! whatever the number of threads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arch::Arch;
 use rayon::prelude::*;
@@ -113,6 +113,22 @@ impl EvalCache {
     /// Every evaluated arch and its evaluation, in evaluation order.
     pub fn entries(&self) -> impl ExactSizeIterator<Item = (&Arch, &Evaluation)> {
         self.entries.iter().map(|(a, e)| (a, e))
+    }
+
+    /// How many of `archs`, from the front, can be evaluated without the cache passing `limit`
+    /// distinct archs (all of them without a limit): a search's last generation stops at its
+    /// evaluation budget instead of paying for evaluations it would throw away. Archs already
+    /// evaluated, or repeated, cost nothing.
+    pub fn fitting(&self, archs: &[Arch], limit: Option<usize>) -> usize {
+        let Some(limit) = limit else { return archs.len() };
+        let room = limit.saturating_sub(self.len());
+        let mut new = HashSet::new();
+        for (i, arch) in archs.iter().enumerate() {
+            if self.index_of(arch).is_none() && new.insert(arch) && new.len() > room {
+                return i;
+            }
+        }
+        archs.len()
     }
 
     /// The evaluations in evaluation order: the trace that metrics replay.

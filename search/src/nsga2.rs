@@ -42,8 +42,8 @@ pub struct Nsga2Config {
     pub offspring: Option<usize>,
     /// Generations after the initial population.
     pub generations: usize,
-    /// Stop once this many distinct archs were evaluated (checked after each generation, so the
-    /// last generation may go over by up to λ).
+    /// Stop once this many distinct archs were evaluated: the generation that reaches it
+    /// evaluates only the children that fit (the first ones bred), and the run ends after it.
     #[serde(default)]
     pub max_evaluations: Option<usize>,
     /// Probability that a child is a crossover of its two parents rather than a copy of one.
@@ -367,7 +367,8 @@ fn initial<E: Evaluator>(
     objectives: usize,
 ) -> Result<Vec<usize>> {
     let archs = distinct(config.population, config.duplicate_retries, |_| false, rng, |r| space.sample(r));
-    cache.evaluate(&archs, evaluator, objectives)
+    let fitting = cache.fitting(&archs, config.max_evaluations);
+    cache.evaluate(&archs[..fitting], evaluator, objectives)
 }
 
 /// λ children of `population`, evaluated, then (μ+λ) survival: the next population.
@@ -392,7 +393,8 @@ fn next<E: Evaluator>(
         rng,
         |r| breed(space, &members, &fitness, config.crossover_prob, config.mutation_prob, r),
     );
-    let child_slots = cache.evaluate(&children, evaluator, objectives)?;
+    let fitting = cache.fitting(&children, config.max_evaluations);
+    let child_slots = cache.evaluate(&children[..fitting], evaluator, objectives)?;
     let mut merged = population.to_vec();
     for slot in child_slots {
         if !merged.contains(&slot) {

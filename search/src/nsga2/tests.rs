@@ -119,12 +119,14 @@ fn a_tight_constraint_is_met_by_the_whole_population() {
 
 #[test]
 fn max_evaluations_stops_the_run() {
-    let mut config = config(2);
-    config.generations = 1000;
-    config.max_evaluations = Some(100);
-    let run = finished(config);
+    let limited = Nsga2Config { generations: 1000, max_evaluations: Some(100), ..config(2) };
+    let run = finished(limited);
     let evaluations = run.state().cache().len();
-    assert!((100..100 + 24).contains(&evaluations), "{evaluations}");
+    assert_eq!(evaluations, 100, "the last generation evaluates only the children that fit");
+    // And the same evaluations, in order, as the first 100 of a run without the limit.
+    let unlimited = finished(Nsga2Config { max_evaluations: None, generations: 10, ..config(2) });
+    let prefix: Vec<_> = unlimited.state().cache().evaluations().take(100).collect();
+    assert_eq!(prefix, run.state().cache().evaluations().collect::<Vec<_>>());
 }
 
 #[test]
