@@ -1,6 +1,6 @@
 //! The supernet against the compiler: the teacher loaded with burn-store gives the same sentence
-//! embeddings as the compiler's independent reference, and an exported subnet, compiled, gives
-//! the supernet's logits.
+//! embeddings as the compiler's independent reference, and an exported subnet, or a sampled
+//! subnet's tensors, compiled, give the supernet's logits.
 
 #![allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
 
@@ -85,5 +85,48 @@ fn an_exported_subnet_compiles_to_the_supernets_logits() {
             net.forward(&batch, &arch, Mode::default()).unwrap().logits.into_data().try_into_vec().unwrap();
         let diff = max_diff(&compiled, &logits);
         assert!(diff <= 1e-4, "{text}: the compiled export differs from the supernet by {diff}");
+    }
+}
+
+/// The compiler against burn directly, on archs sampled from a space (per-layer widths
+/// included): each subnet's tensors taken from the supernet as a search scores it, compiled,
+/// give the supernet's own forward of that arch on a padded batch.
+#[test]
+fn sampled_subnets_compile_to_the_supernets_logits() {
+    use rand::SeedableRng;
+    let space = arch::SearchSpace {
+        layers: vec![1, 2, 3],
+        hidden: vec![48, 72, 96],
+        heads: vec![2, 3, 6],
+        ffn: vec![32, 96, 192],
+        head_dim: 16,
+        per_layer: true,
+        seq_len: 12,
+        task: TaskHead::Classification { labels: 3 },
+        ..arch::SearchSpace::default()
+    };
+    let max = space.largest();
+    let shared = Weights::random(&max, 11);
+    let tensors: Vec<_> = shared
+        .names()
+        .map(|n| (n.to_string(), shared.find(n).unwrap().shape.clone(), shared.find(n).unwrap().data.to_vec()))
+        .collect();
+    let net = Supernet::from_tensors(&max, 1e-12, tensors, &Device::flex()).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    for _ in 0..30 {
+        let arch = space.sample(&mut rng);
+        let mut weights = Weights::new(format!("the supernet's {arch}"));
+        for (name, shape, data) in supernet::export::subnet_tensors(&net, &arch).unwrap() {
+            weights.insert(name, compiler::Tensor::new(shape, data));
+        }
+        let input = Batch::synthetic(&arch, &[12, 7, 3], 9);
+        let options = CompileOptions { batch: 3, layer_norm_eps: 1e-12, ..Default::default() };
+        let compiled = compile(&arch, &weights, &options).unwrap().run(&input).unwrap();
+        let batch =
+            supernet::Batch::unlabelled(input.ids.clone(), input.types.clone(), input.mask.clone(), arch.seq_len);
+        let logits: Vec<f32> =
+            net.forward(&batch, &arch, Mode::default()).unwrap().logits.into_data().try_into_vec().unwrap();
+        let diff = max_diff(&compiled, &logits);
+        assert!(diff <= 1e-4, "{arch}: the compiled subnet differs from the supernet by {diff}");
     }
 }
