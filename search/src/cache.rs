@@ -229,6 +229,20 @@ mod tests {
     }
 
     #[test]
+    fn fitting_counts_only_archs_that_would_cost_an_evaluation() {
+        let evaluator = counting();
+        let arch = |layers: usize| Arch::parse(&format!("L{layers}-H128-A2-F256")).unwrap();
+        let mut cache = EvalCache::new();
+        cache.evaluate(&[arch(1)], &evaluator, 1).unwrap();
+        // Room for two more: the known arch and the repeat are free, the third new one is not.
+        let batch = [arch(1), arch(2), arch(2), arch(4), arch(5), arch(6)];
+        assert_eq!(cache.fitting(&batch, Some(3)), 4);
+        assert_eq!(cache.fitting(&batch, None), batch.len());
+        assert_eq!(cache.fitting(&batch, Some(1)), 1, "no room: only the known arch");
+        assert_eq!(cache.fitting(&batch, Some(100)), batch.len());
+    }
+
+    #[test]
     fn a_failure_names_the_arch_and_leaves_the_cache_alone() {
         let evaluator = counting();
         let mut cache = EvalCache::new();
