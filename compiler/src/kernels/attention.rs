@@ -87,7 +87,7 @@ pub fn attention(out: &mut [f32], q: &[f32], k: &[f32], v: &[f32], mask: &[f32],
                 // Scores: B(kk, j) = k[j, kk] (keys as columns); context: B(j, c) = v[j, c].
                 kp.repack(&k[k0..], seq, d, s.k_ld, 1);
                 vp.repack(&v[v0..], d, seq, 1, s.v_ld);
-                let none = |_, _, _, _| {};
+                let none = packed::TileOps::default();
                 // SAFETY: AVX2 is available; the q block holds seq rows of d at stride q_ld
                 // (the views start at q0 and stay inside `q`), the tile holds seq×seq.
                 unsafe {

@@ -10,8 +10,8 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::packed::{self, PackedB};
-use super::rows::{EpilogueArgs, apply_epilogue, layer_norm_rows, tile_epilogue};
+use super::packed::{self, PackedB, TileOps};
+use super::rows::{EpilogueArgs, apply_epilogue, layer_norm_rows};
 use crate::ir::Epilogue;
 
 /// How a GEMM's work is divided among threads.
@@ -188,14 +188,10 @@ fn linear_packed(
 ) {
     let n = b.n;
     let dst = SendPtr(out.as_mut_ptr());
-    let elementwise = epilogue.bias || epilogue.activation.is_some() || epilogue.residual;
-    let finish = |row0: usize, rows: usize, col0: usize, cols: usize| {
-        if elementwise {
-            // SAFETY: the tile (rows row0.., columns col0..col0+cols) was just written by this
-            // task and no other task touches it; the slice spans its rows at stride n.
-            let tile = unsafe { std::slice::from_raw_parts_mut(dst.get().add(row0 * n + col0), (rows - 1) * n + cols) };
-            tile_epilogue(tile, n, row0, rows, col0, cols, epilogue, args);
-        }
+    let ops = TileOps {
+        bias: args.bias.filter(|_| epilogue.bias),
+        activation: epilogue.activation,
+        residual: args.residual.filter(|_| epilogue.residual),
     };
     let panels = b.panels();
     let norm = epilogue.layer_norm_eps().zip(args.gamma_beta);
@@ -204,7 +200,7 @@ fn linear_packed(
         let whole_rows = cols == (0..panels);
         // SAFETY: the CPU has AVX2 + FMA (checked by the caller); `x` holds m×k and `out` m×n
         // (checked in `linear`); concurrent calls get disjoint row or panel ranges.
-        unsafe { packed::gemm_packed(x, b, dst.get(), m, rows.clone(), cols, plan.kc, &finish) };
+        unsafe { packed::gemm_packed(x, b, dst.get(), m, rows.clone(), cols, plan.kc, &ops) };
         if let (true, Some((eps, (gamma, beta)))) = (whole_rows, norm) {
             // SAFETY: these rows belong to this task alone (disjoint row ranges).
             let block = unsafe { std::slice::from_raw_parts_mut(dst.get().add(rows.start * n), rows.len() * n) };

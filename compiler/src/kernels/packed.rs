@@ -7,10 +7,13 @@
 //! Loop order, per thread: panels of columns (outer; threads split the panels, or the rows), then
 //! blocks of `kc` along `k` (the panel block, `kc × 16`, stays in L1 while every 6-row tile of the
 //! activations streams past it), then 6-row tiles. The elementwise epilogue (bias, activation,
-//! residual) runs on each tile after its last `k` block, while the tile is in L1.
+//! residual) is applied to each tile in registers after its last `k` block, before the tile is
+//! stored: the output is written once, finished.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+
+use crate::ir::Activation;
 
 /// Columns per packed panel (two AVX registers).
 pub const NR: usize = 16;
@@ -65,18 +68,110 @@ impl PackedB {
     }
 }
 
+/// The elementwise epilogue of a packed GEMM, `c = activation(a·bᵀ + bias) + residual`, applied
+/// to each tile in registers after its last `k` block.
+#[derive(Clone, Copy, Default)]
+pub struct TileOps<'a> {
+    /// One value per output column (`n` of them).
+    pub bias: Option<&'a [f32]>,
+    pub activation: Option<Activation>,
+    /// Added after the activation: `[m, n]` with the output's row numbering, row stride `n`.
+    pub residual: Option<&'a [f32]>,
+}
+
+impl TileOps<'_> {
+    /// Whether there is nothing to apply.
+    pub fn is_empty(&self) -> bool {
+        self.bias.is_none() && self.activation.is_none() && self.residual.is_none()
+    }
+}
+
+/// [`TileOps`] resolved for one tile: the bias in registers and the residual's first row.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct TileFinish {
+    bias: Option<(__m256, __m256)>,
+    activation: Option<Activation>,
+    /// Row 0 of the tile's residual and the residual's row stride.
+    residual: Option<(*const f32, usize)>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl TileFinish {
+    /// The finish of the tile at `(row0, col0)`, `cols` wide, of an output `n` columns wide.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `ops.bias` holds at least `col0 + cols` values and `ops.residual` the
+    /// tile's rows at stride `n`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn new(ops: &TileOps, n: usize, row0: usize, col0: usize, cols: usize) -> TileFinish {
+        // SAFETY: `padded` reads `cols` values from `col0` of the bias (caller's contract).
+        let bias = ops.bias.map(|b| unsafe { padded(b[col0..].as_ptr(), cols) });
+        let residual = ops.residual.map(|r| (r[row0 * n + col0..].as_ptr(), n));
+        TileFinish { bias, activation: ops.activation, residual }
+    }
+
+    /// Applies the finish to row `r` of the tile, held in `(lo, hi)`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `r` is a row of the tile this finish was made for and `cols`
+    /// its width.
+    #[inline(always)]
+    unsafe fn row(&self, r: usize, cols: usize, lo: __m256, hi: __m256) -> (__m256, __m256) {
+        use super::math::avx2;
+        // SAFETY: AVX2 + FMA, and the residual row holds `cols` values (caller's contract).
+        unsafe {
+            let (mut lo, mut hi) = (lo, hi);
+            if let Some((b0, b1)) = self.bias {
+                lo = _mm256_add_ps(lo, b0);
+                hi = _mm256_add_ps(hi, b1);
+            }
+            match self.activation {
+                Some(Activation::Gelu) => (lo, hi) = (avx2::gelu(lo), avx2::gelu(hi)),
+                Some(Activation::Tanh) => (lo, hi) = (avx2::tanh(lo), avx2::tanh(hi)),
+                None => {}
+            }
+            if let Some((res, ld)) = self.residual {
+                let (r0, r1) = padded(res.add(r * ld), cols);
+                lo = _mm256_add_ps(lo, r0);
+                hi = _mm256_add_ps(hi, r1);
+            }
+            (lo, hi)
+        }
+    }
+}
+
+/// `cols ≤ NR` floats from `src` in two registers, zero past `cols`.
+///
+/// # Safety
+/// The CPU has AVX2; `src` is valid for `cols` reads.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn padded(src: *const f32, cols: usize) -> (__m256, __m256) {
+    // SAFETY: a full panel reads NR values; a partial one goes through a zeroed copy.
+    unsafe {
+        if cols == NR {
+            return (_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)));
+        }
+        let mut tmp = [0.0f32; NR];
+        std::ptr::copy_nonoverlapping(src, tmp.as_mut_ptr(), cols);
+        (_mm256_loadu_ps(tmp.as_ptr()), _mm256_loadu_ps(tmp.as_ptr().add(8)))
+    }
+}
+
 /// Whether the packed kernel can run on this CPU.
 pub fn available() -> bool {
     cfg!(target_arch = "x86_64") && super::simd::has_avx2_fma()
 }
 
-/// `c[rows×cols] (+)= a[rows×kc] · b[kc×NR]` for one tile. `a` has row stride `lda`; `b` is a
-/// packed panel block; `c` has row stride `ldc`. Rows past `rows` read the last valid row and are
-/// not stored; columns past `cols` are not stored.
+/// `c[rows×cols] (+)= a[rows×kc] · b[kc×NR]` for one tile, then `finish` when given (the tile's
+/// last `k` block). `a` has row stride `lda`; `b` is a packed panel block; `c` has row stride
+/// `ldc`. Rows past `rows` read the last valid row and are not stored; columns past `cols` are
+/// not stored.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `a` is valid for `rows` rows of `kc` elements, `b` for `kc × NR`,
-/// `c` for `rows` rows of `cols` elements.
+/// `c` for `rows` rows of `cols` elements; `finish` was made for this tile.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -90,6 +185,7 @@ unsafe fn tile(
     rows: usize,
     cols: usize,
     accumulate: bool,
+    finish: Option<&TileFinish>,
 ) {
     // SAFETY: the caller guarantees the extents; row pointers past `rows` are clamped.
     unsafe {
@@ -120,32 +216,33 @@ unsafe fn tile(
         }
         for r in 0..rows {
             let dst = c.add(r * ldc);
+            let (mut lo, mut hi) = (acc[2 * r], acc[2 * r + 1]);
+            if accumulate {
+                let (c0, c1) = padded(dst, cols);
+                lo = _mm256_add_ps(lo, c0);
+                hi = _mm256_add_ps(hi, c1);
+            }
+            if let Some(f) = finish {
+                (lo, hi) = f.row(r, cols, lo, hi);
+            }
             if cols == NR {
-                let (mut lo, mut hi) = (acc[2 * r], acc[2 * r + 1]);
-                if accumulate {
-                    lo = _mm256_add_ps(lo, _mm256_loadu_ps(dst));
-                    hi = _mm256_add_ps(hi, _mm256_loadu_ps(dst.add(8)));
-                }
                 _mm256_storeu_ps(dst, lo);
                 _mm256_storeu_ps(dst.add(8), hi);
             } else {
                 let mut tmp = [0.0f32; NR];
-                _mm256_storeu_ps(tmp.as_mut_ptr(), acc[2 * r]);
-                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc[2 * r + 1]);
-                for (j, v) in tmp.iter().enumerate().take(cols) {
-                    *dst.add(j) = if accumulate { *dst.add(j) + v } else { *v };
-                }
+                _mm256_storeu_ps(tmp.as_mut_ptr(), lo);
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), hi);
+                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols);
             }
         }
     }
 }
 
-/// `c[m×n]` (row stride `n`) = `a[m×k] · bᵀ` for rows `r0..r1` and panels `p0..p1`, calling
-/// `finish(row0, rows, col0, cols)` on every finished tile (the elementwise epilogue).
+/// `c[m×n]` (row stride `n`) = `ops(a[m×k] · bᵀ)` for rows `r0..r1` and panels `p0..p1`.
 ///
 /// # Safety
-/// [`available`] is true; `a` holds `m×k`, `c` holds `m×n`; concurrent callers pass disjoint
-/// row or panel ranges.
+/// [`available`] is true; `a` holds `m×k` and `c` `m×n`; concurrent callers pass disjoint row or
+/// panel ranges.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_packed(
     a: &[f32],
@@ -155,10 +252,10 @@ pub unsafe fn gemm_packed(
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
     kc: usize,
-    finish: &dyn Fn(usize, usize, usize, usize),
+    ops: &TileOps,
 ) {
     // SAFETY: forwarded; a dense `a` has row stride k and a dense `c` row stride n.
-    unsafe { gemm_packed_strided(a, b.k, b, c, b.n, m, rows, panels, kc, finish) }
+    unsafe { gemm_packed_strided(a, b.k, b, c, b.n, m, rows, panels, kc, ops) }
 }
 
 /// [`gemm_packed`] with explicit row strides: `a` row `r` starts at `a[r * lda]`, `c` row `r` at
@@ -166,7 +263,7 @@ pub unsafe fn gemm_packed(
 ///
 /// # Safety
 /// As [`gemm_packed`], with `a` holding `(m - 1)·lda + k` elements and `c` valid for `m` rows
-/// of `n` at stride `ldc`.
+/// of `n` at stride `ldc` (the residual keeps row stride `n`).
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_packed_strided(
     a: &[f32],
@@ -178,11 +275,13 @@ pub unsafe fn gemm_packed_strided(
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
     kc: usize,
-    finish: &dyn Fn(usize, usize, usize, usize),
+    ops: &TileOps,
 ) {
     let (n, k) = (b.n, b.k);
     assert!(m == 0 || a.len() >= (m - 1) * lda + k, "packed gemm: lhs too short");
     assert!(rows.end <= m && panels.end <= b.panels(), "packed gemm: ranges");
+    assert!(ops.bias.is_none_or(|b| b.len() >= n), "packed gemm: bias too short");
+    assert!(ops.residual.is_none_or(|r| r.len() >= m * n), "packed gemm: residual too short");
     let kc = kc.max(1);
     #[cfg(target_arch = "x86_64")]
     for p in panels {
@@ -195,21 +294,21 @@ pub unsafe fn gemm_packed_strided(
             let mut r0 = rows.start;
             while r0 < rows.end {
                 let r = MR.min(rows.end - r0);
+                // SAFETY: bias and residual cover the tile (asserted above); AVX2 (caller's contract).
+                let finish = (last && !ops.is_empty()).then(|| unsafe { TileFinish::new(ops, n, r0, col0, cols) });
                 // SAFETY: rows r0..r0+r of `a` from column k0 hold `len` elements each; the
                 // panel block holds len×NR; the tile of `c` lies inside m×n (caller's contract).
                 unsafe {
-                    tile(len, a.as_ptr().add(r0 * lda + k0), lda, bp, c.add(r0 * ldc + col0), ldc, r, cols, k0 > 0)
+                    let (a, c) = (a.as_ptr().add(r0 * lda + k0), c.add(r0 * ldc + col0));
+                    tile(len, a, lda, bp, c, ldc, r, cols, k0 > 0, finish.as_ref())
                 };
-                if last {
-                    finish(r0, r, col0, cols);
-                }
                 r0 += r;
             }
             k0 += len;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (a, lda, c, ldc, m, rows, panels, kc, finish, n, k);
+    let _ = (a, lda, c, ldc, m, rows, panels, kc, ops, n, k);
 }
 
 #[cfg(test)]
@@ -226,19 +325,51 @@ mod tests {
             let w: Vec<f32> = (0..n * k).map(|i| ((i * 53) % 7) as f32 - 3.0).collect();
             let packed = PackedB::pack(&w, n, k);
             let mut c = vec![f32::NAN; m * n];
-            let tiles = std::cell::Cell::new(0);
-            unsafe {
-                gemm_packed(&a, &packed, c.as_mut_ptr(), m, 0..m, 0..packed.panels(), kc, &|_, _, _, _| {
-                    tiles.set(tiles.get() + 1)
-                })
-            };
+            unsafe { gemm_packed(&a, &packed, c.as_mut_ptr(), m, 0..m, 0..packed.panels(), kc, &TileOps::default()) };
             for i in 0..m {
                 for j in 0..n {
                     let want: f32 = (0..k).map(|t| a[i * k + t] * w[j * k + t]).sum();
                     assert_eq!(c[i * n + j], want, "({m},{n},{k}) at ({i},{j})");
                 }
             }
-            assert_eq!(tiles.get(), m.div_ceil(MR) * n.div_ceil(NR));
+        }
+    }
+
+    /// The epilogue applied in registers equals the product followed by the scalar epilogue, on
+    /// full and partial tiles, with `k` cut into blocks (the epilogue only after the last).
+    #[test]
+    fn register_epilogue_matches_the_scalar_one() {
+        use crate::kernels::math;
+        if !available() {
+            return;
+        }
+        for (m, n, k, kc) in [(1, 3, 4, 256), (7, 17, 5, 2), (13, 40, 33, 16), (31, 100, 257, 64)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (((i * 37) % 11) as f32 - 5.0) * 0.05).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| (((i * 53) % 7) as f32 - 3.0) * 0.05).collect();
+            let bias: Vec<f32> = (0..n).map(|j| (j % 5) as f32 * 0.1 - 0.2).collect();
+            let residual: Vec<f32> = (0..m * n).map(|i| (i % 13) as f32 * 0.01).collect();
+            let packed = PackedB::pack(&w, n, k);
+            for activation in [None, Some(Activation::Gelu), Some(Activation::Tanh)] {
+                let ops = TileOps { bias: Some(&bias), activation, residual: Some(&residual) };
+                let mut c = vec![f32::NAN; m * n];
+                unsafe { gemm_packed(&a, &packed, c.as_mut_ptr(), m, 0..m, 0..packed.panels(), kc, &ops) };
+                for i in 0..m {
+                    for j in 0..n {
+                        let x = (0..k).map(|t| a[i * k + t] * w[j * k + t]).sum::<f32>() + bias[j];
+                        let x = match activation {
+                            Some(Activation::Gelu) => math::gelu(x),
+                            Some(Activation::Tanh) => math::tanh(x),
+                            None => x,
+                        };
+                        let want = x + residual[i * n + j];
+                        let got = c[i * n + j];
+                        assert!(
+                            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                            "{activation:?} ({m},{n},{k}) at ({i},{j}): {got} against {want}"
+                        );
+                    }
+                }
+            }
         }
     }
 }

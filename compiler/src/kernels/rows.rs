@@ -91,57 +91,6 @@ multiversion! {
     }
 }
 
-/// Bias, activation and residual on one row segment; `N` fixed lets the common full-panel case
-/// (16 columns) compile to straight-line vector code.
-#[inline(always)]
-fn segment<const N: usize>(
-    seg: &mut [f32; N],
-    bias: Option<&[f32; N]>,
-    act: Option<Activation>,
-    res: Option<&[f32; N]>,
-) {
-    if let Some(b) = bias {
-        for i in 0..N {
-            seg[i] += b[i];
-        }
-    }
-    match act {
-        Some(Activation::Gelu) => seg.iter_mut().for_each(|x| *x = math::gelu(*x)),
-        Some(Activation::Tanh) => seg.iter_mut().for_each(|x| *x = math::tanh(*x)),
-        None => {}
-    }
-    if let Some(r) = res {
-        for i in 0..N {
-            seg[i] += r[i];
-        }
-    }
-}
-
-multiversion! {
-    /// The elementwise part of `epilogue` (bias, activation, residual) on a `rows × cols` tile of
-    /// an `n`-wide output whose top-left element is `(row0, col0)` and sits at `tile[0]`.
-    pub fn tile_epilogue(tile: &mut [f32], n: usize, row0: usize, rows: usize, col0: usize, cols: usize, epilogue: &Epilogue, args: &EpilogueArgs) {
-        const W: usize = 16;
-        for r in 0..rows {
-            let res_at = (row0 + r) * n + col0;
-            let seg = &mut tile[r * n..r * n + cols];
-            if let Ok(seg) = <&mut [f32; W]>::try_from(&mut *seg) {
-                let bias = args.bias.and_then(|b| <&[f32; W]>::try_from(&b[col0..col0 + W]).ok());
-                let res = args.residual.and_then(|x| <&[f32; W]>::try_from(&x[res_at..res_at + W]).ok());
-                segment(seg, bias, epilogue.activation, res);
-                continue;
-            }
-            for (c, x) in seg.iter_mut().enumerate() {
-                let mut one = [*x];
-                let bias = args.bias.map(|b| [b[col0 + c]]);
-                let res = args.residual.map(|v| [v[res_at + c]]);
-                segment(&mut one, bias.as_ref(), epilogue.activation, res.as_ref());
-                *x = one[0];
-            }
-        }
-    }
-}
-
 multiversion! {
     /// LayerNorm of every `n`-wide row of `out`, in place.
     pub fn layer_norm_rows(out: &mut [f32], n: usize, gamma: &[f32], beta: &[f32], eps: f32) {
