@@ -571,7 +571,8 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
     assert_eq!(stages[1]["reused"], true);
     let forced = run(&["--force", "supernet"]);
     assert!(forced.status.success(), "{}", stderr(&forced));
-    let stages = last_json(&forced)["stages"].clone();
+    let forced_stages = last_json(&forced)["stages"].clone();
+    let stages = forced_stages.clone();
     assert_eq!(
         (stages[0]["reused"].clone(), stages[1]["reused"].clone()),
         (serde_json::json!(true), serde_json::json!(false))
@@ -592,18 +593,33 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
         text,
         "a refused run leaves the run folder's experiment.ron as the stages ran it"
     );
+    // So is a changed search, before the folder's experiment.ron is replaced.
+    std::fs::write(&file, text.replace("generations: 1, seed: 3", "generations: 2, seed: 3")).unwrap();
+    let changed = run(&[]);
+    let err = stderr(&changed);
+    assert!(!changed.status.success() && err.contains("`search`") && err.contains("--force search"), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("experiment.ron")).unwrap(), text);
     std::fs::write(&file, &text).unwrap();
-    // The report again from the run folder alone, moved away from where it ran: every stage
-    // reused, the report and the summary written anew.
+    // The report again from the run folder alone, moved away from where it ran: nothing trained
+    // or searched, the report and the summary written anew with the run's own stage times.
     let moved = dir.join("moved");
     std::fs::rename(&out, &moved).unwrap();
     std::fs::remove_file(moved.join("report/report.html")).unwrap();
     let again = canao(&["report", moved.to_str().unwrap(), "--quiet", "--json"]);
     assert!(again.status.success(), "{}", stderr(&again));
     let summary = last_json(&again);
-    assert!(summary["stages"].as_array().unwrap()[..2].iter().all(|s| s["reused"] == true), "{summary}");
-    assert_eq!(summary["stages"][2]["resumed"], true, "{summary}");
+    assert_eq!(summary["stages"].as_array().unwrap()[..3], forced_stages.as_array().unwrap()[..3], "{summary}");
+    assert_eq!(summary["stages"][3]["rewritten_by"], "canao report", "{summary}");
     assert!(moved.join("report/report.html").is_file() && !out.exists());
+    // A report never trains or searches what is missing: it says what it lacks.
+    for missing in ["supernet/model/model.safetensors", "search/random_search.json"] {
+        let (path, aside) = (moved.join(missing), dir.join("aside"));
+        std::fs::rename(&path, &aside).unwrap();
+        let refused = canao(&["report", moved.to_str().unwrap(), "--quiet"]);
+        let err = stderr(&refused);
+        assert!(!refused.status.success() && err.contains(missing.split('/').next().unwrap()), "{missing}: {err}");
+        std::fs::rename(&aside, &path).unwrap();
+    }
     std::fs::rename(&moved, &out).unwrap();
     let unfinished = canao(&["report", dir.to_str().unwrap()]);
     assert!(

@@ -164,7 +164,13 @@ pub fn constrained_ga<E: Evaluator>(
 ) -> Result<ConstrainedGaOutcome> {
     space.validate()?;
     let objectives = evaluator.objectives().len();
-    validate_common(config.population, config.mutations + config.crossovers, 0.0, config.mutation_prob)?;
+    validate_common(
+        config.population,
+        config.mutations + config.crossovers,
+        0.0,
+        config.mutation_prob,
+        config.max_evaluations,
+    )?;
     validate_reference(config.reference_point.as_deref(), objectives)?;
     if config.objective >= objectives {
         return Err(crate::Error::config("objective", format!("is {} but there are {objectives}", config.objective)));

@@ -133,6 +133,10 @@ impl Evaluator for CountsEvaluator {
         self.objectives.iter().map(|o| ObjectiveSpec::new(o.count.name(), o.count.unit(), o.sense)).collect()
     }
 
+    fn constraints(&self) -> Vec<String> {
+        self.limits.iter().map(|l| format!("{} <= {}", l.count.name(), l.limit)).collect()
+    }
+
     fn evaluate(&self, arch: &Arch) -> Result<Evaluation> {
         let objectives = self.objectives.iter().map(|o| o.sense.minimised(o.count.of(arch, self.batch))).collect();
         let violation = self.limits.iter().map(|l| normalised_excess(l.count.of(arch, self.batch), l.limit)).sum();

@@ -98,15 +98,32 @@ impl Nsga2Config {
     /// Checks sizes and probabilities, and that the reference point has one value per
     /// objective.
     pub fn validate(&self, objectives: usize) -> Result<()> {
-        validate_common(self.population, self.offspring(), self.crossover_prob, self.mutation_prob)?;
+        validate_common(
+            self.population,
+            self.offspring(),
+            self.crossover_prob,
+            self.mutation_prob,
+            self.max_evaluations,
+        )?;
         validate_reference(self.reference_point.as_deref(), objectives)
     }
 }
 
-pub(crate) fn validate_common(population: usize, offspring: usize, crossover: f64, mutation: f64) -> Result<()> {
+pub(crate) fn validate_common(
+    population: usize,
+    offspring: usize,
+    crossover: f64,
+    mutation: f64,
+    max_evaluations: Option<usize>,
+) -> Result<()> {
     use crate::Error;
     if population == 0 {
         return Err(Error::config("population", "must be at least 1"));
+    }
+    if let Some(limit) = max_evaluations.filter(|&limit| limit < population) {
+        // The first population would be cut short: the "front" would be a random sample.
+        let reason = format!("must be at least the population ({population}), got {limit}");
+        return Err(Error::config("max_evaluations", reason));
     }
     if offspring == 0 {
         return Err(Error::config("offspring", "must be at least 1"));
@@ -133,14 +150,16 @@ pub(crate) fn validate_reference(reference: Option<&[f64]>, objectives: usize) -
 }
 
 /// Everything an NSGA-II run is: what a checkpoint stores and `resume` restores (see
-/// [`Nsga2State::load`] for the files). It describes itself (format, config, space, objectives)
-/// so that resuming another search is an error.
+/// [`Nsga2State::load`] for the files). It describes itself (format, config, space, objectives,
+/// constraints) so that resuming another search is an error.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Nsga2State {
     format: u32,
     config: Nsga2Config,
     space: SearchSpace,
     objectives: Vec<ObjectiveSpec>,
+    /// The evaluator's constraints; `None` in checkpoints written before they were recorded.
+    constraints: Option<Vec<String>>,
     rng: ChaCha8Rng,
     /// Cache indices of the current population.
     population: Vec<usize>,
@@ -224,6 +243,7 @@ impl<E: Evaluator> Nsga2<E> {
             config,
             space,
             objectives,
+            constraints: Some(evaluator.constraints()),
             population: Vec::new(),
             cache: EvalCache::new(),
             history: Vec::new(),
@@ -233,7 +253,8 @@ impl<E: Evaluator> Nsga2<E> {
 
     /// The run checkpointed at `path`: continued from the checkpoint when it exists, else
     /// started afresh. Either way it checkpoints to `path` after every generation. Errors when
-    /// the checkpoint belongs to another search (format, config, space or objectives differ).
+    /// the checkpoint belongs to another search (format, config, space, objectives or constraints
+    /// differ).
     pub fn resume(space: SearchSpace, evaluator: E, config: Nsga2Config, path: impl Into<PathBuf>) -> Result<Nsga2<E>> {
         let path = path.into();
         let mut run = Nsga2::new(space, evaluator, config)?;
@@ -253,6 +274,9 @@ impl<E: Evaluator> Nsga2<E> {
         }
         if state.objectives != run.state.objectives {
             return Err(mismatch("objective list"));
+        }
+        if state.constraints.is_some() && state.constraints != run.state.constraints {
+            return Err(mismatch("constraints"));
         }
         run.checkpoint = Some(Checkpointer::continuing(path, state.cache.len(), journal_len)?);
         run.state = state;

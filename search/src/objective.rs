@@ -121,6 +121,12 @@ pub trait Evaluator: Sync {
     /// Names and senses of the objectives, in the order of [`Evaluation::objectives`].
     fn objectives(&self) -> Vec<ObjectiveSpec>;
 
+    /// What the constraints are (for example `LatencyAtMost(profile: "p.ron", ms: 10.0)`): a
+    /// checkpoint records them, and resuming under other constraints is an error. None by default.
+    fn constraints(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Objectives (minimised form) and violation of `arch`. An evaluator from another crate
     /// wraps its own failure with [`Error::evaluator`].
     fn evaluate(&self, arch: &Arch) -> Result<Evaluation>;
@@ -129,6 +135,10 @@ pub trait Evaluator: Sync {
 impl<T: Evaluator + ?Sized> Evaluator for &T {
     fn objectives(&self) -> Vec<ObjectiveSpec> {
         (**self).objectives()
+    }
+
+    fn constraints(&self) -> Vec<String> {
+        (**self).constraints()
     }
 
     fn evaluate(&self, arch: &Arch) -> Result<Evaluation> {

@@ -85,6 +85,14 @@ pub mod avx2 {
 
     use super::*;
 
+    /// `x` clamped to `[lo, hi]` lane by lane, NaN kept (as `f32::clamp` does): `vmaxps` and
+    /// `vminps` return their second operand when either is NaN, so `x` goes second.
+    #[inline(always)]
+    unsafe fn clamp(x: __m256, lo: f32, hi: f32) -> __m256 {
+        // SAFETY: AVX (caller's contract); register arithmetic.
+        unsafe { _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), x)) }
+    }
+
     /// `exp` on eight lanes.
     ///
     /// # Safety
@@ -93,7 +101,7 @@ pub mod avx2 {
     pub unsafe fn exp(x: __m256) -> __m256 {
         // SAFETY: AVX2 + FMA (caller's contract); pure register arithmetic.
         unsafe {
-            let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_MIN)), _mm256_set1_ps(EXP_MAX));
+            let x = clamp(x, EXP_MIN, EXP_MAX);
             let magic = _mm256_set1_ps(EXP_MAGIC);
             let t = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
             let n = _mm256_sub_ps(t, magic);
@@ -118,7 +126,7 @@ pub mod avx2 {
     pub unsafe fn erf(x: __m256) -> __m256 {
         // SAFETY: AVX2 + FMA (caller's contract); pure register arithmetic.
         unsafe {
-            let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-ERF_CLAMP)), _mm256_set1_ps(ERF_CLAMP));
+            let x = clamp(x, -ERF_CLAMP, ERF_CLAMP);
             let x2 = _mm256_mul_ps(x, x);
             let mut p = _mm256_set1_ps(ERF_P[0]);
             for &c in &ERF_P[1..] {
@@ -219,6 +227,9 @@ mod tests {
             (avx2::tanh, tanh, "tanh", 1e-6),
         ];
         for (vector, scalar, name, tol) in pairs {
+            // SAFETY: AVX2 and FMA were checked above.
+            let nan = unsafe { lanes(vector, [f32::NAN; 8]) };
+            assert!(nan.iter().all(|v| v.is_nan()), "{name}(NaN) gave {nan:?}: a diverged model must not look finite");
             let mut x = -90.0f32;
             while x < 90.0 {
                 let xs: [f32; 8] = std::array::from_fn(|l| x + l as f32 * 0.0011);

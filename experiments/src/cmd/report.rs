@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use arch::Arch;
 use compiler::{Batch, CompileOptions, compile};
 use latency::calibrate::Progress;
@@ -69,6 +69,8 @@ pub struct Inputs<'a> {
     pub references: &'a [ReferenceModel],
     /// Run random search with the same budget, seed and evaluator.
     pub random_baseline: bool,
+    /// Refuse to run random search (`canao report`): only a saved trace may be used.
+    pub saved_only: bool,
     pub seed: u64,
     pub reference_point: Option<&'a [f64]>,
     pub teacher_dev: Option<f64>,
@@ -122,6 +124,13 @@ fn random_trace(inputs: &Inputs, budget: usize) -> Result<Vec<Evaluation>> {
         && saved.objectives == objectives
     {
         return Ok(saved.trace.into_iter().map(|(_, e)| e).collect());
+    }
+    if inputs.saved_only {
+        bail!(
+            "{}: no random-search trace of this search (budget {budget}); `canao report` searches nothing: \
+             `canao run` on the experiment file runs it and writes the report",
+            path.display()
+        );
     }
     if !inputs.quiet {
         eprintln!("random search: {budget} evaluations (the baseline of the progress plot)…");
@@ -242,15 +251,15 @@ fn predictor_check(
     facts: &mut Vec<(String, String)>,
 ) -> Result<Option<reports::PredictorCheck>> {
     let here = compiler::tune::cpu_signature();
-    if profile.device.cpu_model != here {
-        facts.push((
-            "predictor check".into(),
-            format!("skipped: the profile describes {:?}, this machine is {here:?}", profile.device.cpu_model),
-        ));
-        return Ok(None);
-    }
     let bar = Bar::new(inputs.quiet);
-    let validation = latency::validate::validate(profile, archs, &mut |p| bar.update(p))?;
+    let validation = match latency::validate::validate(profile, archs, &mut |p| bar.update(p)) {
+        Err(other @ latency::Error::OtherDevice { .. }) => {
+            // Another device's profile is not measured here: that is not an error of the report.
+            facts.push(("predictor check".into(), format!("skipped: {other}")));
+            return Ok(None);
+        }
+        validation => validation?,
+    };
     bar.finish();
     Ok(Some(reports::PredictorCheck {
         device: device_label(profile),

@@ -111,12 +111,15 @@ pub fn run(args: Args) -> Result<()> {
     execute(&args, None)
 }
 
-/// Write a finished run's exported models and report again, from the run folder alone.
+/// Write a finished run's exported models and report again, from the run folder.
 ///
-/// Reads the folder's `experiment.ron`, trained teacher and supernet, and finished search;
-/// nothing is trained or searched. The exported models, the report and `summary.json` are
-/// written anew; the latency measurements in the report (the predictor against this machine,
-/// compiled against eager) are taken again, and the front is the one the search found.
+/// Reads the folder's `experiment.ron`, trained teacher and supernet, finished search and
+/// random-search trace; nothing is trained or searched (a missing stage is an error). The
+/// exported models, the report and `summary.json` are written anew (the summary keeps the
+/// run's own stage times); the latency measurements in the report (the predictor against this
+/// machine, compiled against eager) are taken again, and the front is the one the search found.
+/// Paths inside `experiment.ron` (device profiles, data) resolve from the current directory,
+/// as they did for the run: start it from the same directory.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// The run folder (`runs/<name>/`, or the experiment's `out`).
@@ -139,9 +142,9 @@ pub fn report(args: ReportArgs) -> Result<()> {
     // train or search.
     if !dir.join("summary.json").is_file() {
         bail!(
-            "{}: no summary.json: the run has not finished; `canao run {}` continues it",
-            dir.display(),
-            experiment.display()
+            "{}: no summary.json: the run has not finished; `canao run` on its experiment file continues it \
+             (in the experiment's `out`, or runs/<name>)",
+            dir.display()
         );
     }
     let run = Args { experiment, force: Vec::new(), quiet: args.quiet, json: args.json };
@@ -175,15 +178,49 @@ fn check_unchanged(dir: &Path, phase: Phase, config: &TrainConfig, origin: &Path
     Ok(())
 }
 
-/// Runs the experiment of `args`, in `out` when given (else the experiment's own folder).
-fn execute(args: &Args, out: Option<&Path>) -> Result<()> {
+/// Refuses to continue the search of a run folder whose `experiment.ron` (`ran`, the file the
+/// search began with) names another space, objectives, constraints or search settings than
+/// `experiment`: checked before the folder's `experiment.ron` is replaced by the file being
+/// refused. A folder without `experiment.ron` is left to the search's own checkpoint checks.
+fn check_search_unchanged(ran: &Path, experiment: &Experiment, origin: &Path) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(ran) else {
+        return Ok(());
+    };
+    let before: Experiment = ron::from_str(&text).with_context(|| format!("{}: not an experiment", ran.display()))?;
+    let field = if before.space.clone().unwrap_or_default() != experiment.space.clone().unwrap_or_default() {
+        "space"
+    } else if before.objectives != experiment.objectives {
+        "objectives"
+    } else if before.constraints != experiment.constraints {
+        "constraints"
+    } else if before.search != experiment.search {
+        "search"
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "{}: `{field}` differs from the search {} began: pass --force search to search again",
+        origin.display(),
+        ran.display()
+    )
+}
+
+/// A run's `summary.json`.
+fn read_summary(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a run summary", path.display()))
+}
+
+/// Runs the experiment of `args` in its own folder; or, with `report`, writes the report of the
+/// finished run in that folder, refusing to train or search.
+fn execute(args: &Args, report: Option<&Path>) -> Result<()> {
     let origin = &args.experiment;
     let text = std::fs::read_to_string(origin).with_context(|| format!("reading {}", origin.display()))?;
     let experiment: Experiment =
         ron::from_str(&text).with_context(|| format!("{}: not an experiment", origin.display()))?;
     let space = experiment.space.clone().unwrap_or_default();
     space.validate().with_context(|| format!("{}: `space`", origin.display()))?;
-    let out = match out {
+    let out = match report {
         Some(dir) => dir.to_path_buf(),
         None => experiment.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&experiment.name)),
     };
@@ -209,6 +246,28 @@ fn execute(args: &Args, out: Option<&Path>) -> Result<()> {
         data_dir: experiment.data_dir.clone(),
     };
     check(&search, origin)?;
+    // A finished phase leaves model/; an interrupted one, checkpoint/.
+    let finished = |stage: Stage| {
+        let dir = stage.dir(&out);
+        dir.join("result.json").is_file() && dir.join("model/model.safetensors").is_file()
+    };
+    let search_state = Stage::Search.dir(&out).join("search_state.ron");
+    if report.is_some() {
+        for stage in [Stage::Teacher, Stage::Supernet] {
+            if !finished(stage) {
+                bail!(
+                    "{}: no trained model (result.json and model/model.safetensors): `canao report` trains nothing",
+                    stage.dir(&out).display()
+                );
+            }
+        }
+        let random = Stage::Search.dir(&out).join("random_search.json");
+        for (path, what) in [(&search_state, true), (&random, experiment.random_baseline)] {
+            if what && !path.is_file() {
+                bail!("{}: missing: `canao report` searches nothing", path.display());
+            }
+        }
+    }
     if let Some(first) = args.force.iter().min() {
         // The stage, those after it, and what they produced.
         let later = Stage::ALL.iter().filter(|s| *s >= first).map(|s| s.dir(&out));
@@ -231,16 +290,15 @@ fn execute(args: &Args, out: Option<&Path>) -> Result<()> {
     supernet_config.sandwich.get_or_insert_with(Default::default).space = space.clone();
     check_unchanged(&Stage::Teacher.dir(&out), Phase::Teacher, &teacher_config, origin)?;
     check_unchanged(&Stage::Supernet.dir(&out), Phase::Supernet, &supernet_config, origin)?;
+    if search_state.is_file() {
+        check_search_unchanged(&out.join("experiment.ron"), &experiment, origin)?;
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    write_atomic(&out.join("experiment.ron"), text.as_bytes())?;
+    if report.is_none() {
+        write_atomic(&out.join("experiment.ron"), text.as_bytes())?;
+    }
     let started = Instant::now();
     let mut stages = Vec::new();
-
-    // A finished phase leaves model/; an interrupted one, checkpoint/.
-    let finished = |stage: Stage| {
-        let dir = stage.dir(&out);
-        dir.join("result.json").is_file() && dir.join("model/model.safetensors").is_file()
-    };
     // The pretrained teacher is needed (and fetched) only when phase one has to run.
     let teacher_start = if finished(Stage::Teacher) {
         PathBuf::new()
@@ -280,12 +338,12 @@ fn execute(args: &Args, out: Option<&Path>) -> Result<()> {
 
     // The search, over the run's own supernet.
     let t = Instant::now();
-    let resume = Stage::Search.dir(&out).join("search_state.ron").is_file();
+    let resume = search_state.is_file();
     let (costs, searched) = {
         // Loading the supernet for the Accuracy objective is part of the stage and of its time.
         let _span = tracing::info_span!("stage", stage = "search").entered();
         let costs = costs(&search, origin)?;
-        let searched = run_search(&search, &costs, resume, !args.quiet)?;
+        let searched = run_search(&search, &costs, resume, report.is_some(), !args.quiet)?;
         (costs, searched)
     };
     let search_seconds = t.elapsed().as_secs_f64();
@@ -315,6 +373,15 @@ fn execute(args: &Args, out: Option<&Path>) -> Result<()> {
             (profile, budget)
         })
         .collect();
+    // A rewritten report keeps the run's own stage times (this process only reused them).
+    let previous = match report {
+        Some(dir) => Some(read_summary(&dir.join("summary.json"))?),
+        None => None,
+    };
+    if let Some(previous) = &previous {
+        stages =
+            previous["stages"].as_array().into_iter().flatten().filter(|s| s["stage"] != "report").cloned().collect();
+    }
     let mut facts = Vec::new();
     if let Some(dev) = teacher_dev {
         facts.push(("teacher (fine-tuned) dev".to_string(), format!("{:.2} %", 100.0 * dev)));
@@ -344,6 +411,7 @@ fn execute(args: &Args, out: Option<&Path>) -> Result<()> {
             devices,
             references: &references,
             random_baseline: experiment.random_baseline,
+            saved_only: report.is_some(),
             seed: experiment.search.seed,
             reference_point: experiment.search.reference_point.as_deref(),
             teacher_dev,
@@ -354,15 +422,23 @@ fn execute(args: &Args, out: Option<&Path>) -> Result<()> {
         &out.join("report"),
     )?;
     drop(report_span);
-    stages.push(json!({"stage": "report", "seconds": t.elapsed().as_secs_f64()}));
+    let mut report_stage = json!({"stage": "report", "seconds": t.elapsed().as_secs_f64()});
+    if report.is_some() {
+        report_stage["rewritten_by"] = "canao report".into();
+    }
+    stages.push(report_stage);
     let front = searched.summary;
+    let seconds = match previous.as_ref().and_then(|p| p["seconds"].as_f64()) {
+        Some(run) => run,
+        None => started.elapsed().as_secs_f64(),
+    };
 
     let summary = json!({
         "name": experiment.name,
         "task": experiment.task.to_string(),
         "out": out.display().to_string(),
         "note": experiment.note,
-        "seconds": started.elapsed().as_secs_f64(),
+        "seconds": seconds,
         "stages": stages,
         "teacher": results.get("teacher"),
         "supernet": results.get("supernet"),

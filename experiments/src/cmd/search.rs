@@ -21,7 +21,7 @@ use supernet::data::{self, Split, Task};
 use supernet::{Encoded, Encoder, Supernet};
 
 use crate::compiled_eval::{cores, evaluate_compiled};
-use crate::io::{print_json, write_atomic};
+use crate::io::{print_json, threads_label, write_atomic};
 
 /// A search experiment (RON). Unknown fields are rejected.
 #[derive(Debug, Deserialize)]
@@ -48,7 +48,7 @@ pub struct SearchExperiment {
 }
 
 /// An objective (minimised).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum Objective {
     /// Predicted end-to-end latency (ms) on the device of a profile.
@@ -72,7 +72,7 @@ pub enum Objective {
 }
 
 /// An upper limit.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum Constraint {
     LatencyAtMost { profile: PathBuf, ms: f64 },
@@ -118,6 +118,8 @@ pub struct CostEvaluator {
     predictors: Vec<Predictor<'static>>,
     objectives: Vec<(Measure, ObjectiveSpec)>,
     constraints: Vec<(Measure, f64)>,
+    /// What each constraint is, for the search's checkpoint.
+    constraint_labels: Vec<String>,
 }
 
 impl CostEvaluator {
@@ -192,6 +194,10 @@ impl Evaluator for CostEvaluator {
         self.objectives.iter().map(|(_, spec)| spec.clone()).collect()
     }
 
+    fn constraints(&self) -> Vec<String> {
+        self.constraint_labels.clone()
+    }
+
     fn evaluate(&self, arch: &Arch) -> Result<Evaluation, search::Error> {
         // A profile named by an objective and a constraint is asked once: prediction lowers and
         // fuses the arch, the costliest step of an evaluation.
@@ -245,7 +251,7 @@ pub fn run(args: Args) -> Result<()> {
     let experiment: SearchExperiment =
         ron::from_str(&text).with_context(|| format!("{}: not a search experiment", args.experiment.display()))?;
     let costs = costs(&experiment, &args.experiment)?;
-    let run = run_search(&experiment, &costs, args.resume, !args.json)?;
+    let run = run_search(&experiment, &costs, args.resume, false, !args.json)?;
     if args.json {
         print_json(&run.summary);
     }
@@ -270,7 +276,7 @@ pub fn check(experiment: &SearchExperiment, origin: &Path) -> Result<()> {
         bail!("{}: `objectives` is empty; name at least one", origin.display());
     }
     if experiment.objectives.iter().filter(|o| matches!(o, Objective::Accuracy { .. })).count() > 1 {
-        bail!("{}: name one Accuracy objective", origin.display());
+        bail!("{}: `objectives` names more than one Accuracy objective; name one", origin.display());
     }
     experiment.search.validate(experiment.objectives.len()).with_context(|| at("search"))?;
     let mut profiles = Vec::new();
@@ -336,17 +342,29 @@ pub fn costs(experiment: &SearchExperiment, origin: &Path) -> Result<Costs> {
         });
     }
     let mut constraints = Vec::new();
+    let mut constraint_labels = Vec::new();
     for c in &experiment.constraints {
-        constraints.push(match c {
-            Constraint::LatencyAtMost { profile, ms } => (Measure::Latency(load_profile(&mut profiles, profile)?), *ms),
-            Constraint::ParamsAtMost(limit) => (Measure::Params, *limit),
-        });
+        let (measure, limit, label) = match c {
+            Constraint::LatencyAtMost { profile, ms } => {
+                let i = load_profile(&mut profiles, profile)?;
+                let device = &profiles[i].1.device;
+                (
+                    Measure::Latency(i),
+                    *ms,
+                    format!("latency_ms[{}, {}] <= {ms}", device.name, threads_label(device.threads)),
+                )
+            }
+            Constraint::ParamsAtMost(limit) => (Measure::Params, *limit, format!("params <= {limit}")),
+        };
+        constraints.push((measure, limit));
+        constraint_labels.push(label);
     }
     let evaluator = CostEvaluator {
         accuracy,
         predictors: profiles.iter().map(|(_, p)| Predictor::new(p)).collect(),
         objectives,
         constraints,
+        constraint_labels,
     };
     Ok(Costs { space, evaluator })
 }
@@ -365,10 +383,12 @@ pub struct SearchRun {
 }
 
 /// Runs (or, with `resume`, continues) the search of `experiment` with `costs`; prints the front.
+/// With `finished_only`, an unfinished search is an error instead of being continued.
 pub fn run_search(
     experiment: &SearchExperiment,
     costs: &Costs,
     resume: bool,
+    finished_only: bool,
     show_progress: bool,
 ) -> Result<SearchRun> {
     let space = costs.space.clone();
@@ -389,6 +409,9 @@ pub fn run_search(
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         Nsga2::new(space, evaluator, experiment.search.clone())?.with_checkpoint(&checkpoint)
     };
+    if finished_only && !search.is_done() {
+        bail!("{}: the search has not finished; `canao report` searches nothing", checkpoint.display());
+    }
 
     let bar = show_progress.then(|| {
         let bar = ProgressBar::new(experiment.search.generations as u64 + 1);

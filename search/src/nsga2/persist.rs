@@ -22,6 +22,8 @@ struct StateRef<'a> {
     config: &'a Nsga2Config,
     space: &'a SearchSpace,
     objectives: &'a [ObjectiveSpec],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    constraints: Option<&'a [String]>,
     rng: &'a ChaCha8Rng,
     population: &'a [usize],
     cache_entries: usize,
@@ -37,6 +39,8 @@ struct StateOwned {
     config: Nsga2Config,
     space: SearchSpace,
     objectives: Vec<ObjectiveSpec>,
+    #[serde(default)]
+    constraints: Option<Vec<String>>,
     rng: ChaCha8Rng,
     population: Vec<usize>,
     cache_entries: usize,
@@ -98,6 +102,7 @@ impl Checkpointer {
             config: &state.config,
             space: &state.space,
             objectives: &state.objectives,
+            constraints: state.constraints.as_deref(),
             rng: &state.rng,
             population: &state.population,
             cache_entries: state.cache.len(),
@@ -125,6 +130,7 @@ pub(crate) fn read(path: &Path) -> Result<Option<(Nsga2State, u64)>> {
         config: doc.config,
         space: doc.space,
         objectives: doc.objectives,
+        constraints: doc.constraints,
         rng: doc.rng,
         population: doc.population,
         cache,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::*;
 use crate::pareto::dominates;
 use crate::testing::{params_vs_flops, params_vs_flops_reference, pool, scratch};
-use crate::{Count, CountsEvaluator, Error, RandomSearchConfig, Sense, random_search};
+use crate::{Count, CountLimit, CountsEvaluator, Error, RandomSearchConfig, Sense, random_search};
 
 fn config(seed: u64) -> Nsga2Config {
     let mut config = Nsga2Config::new(24, 15, seed);
@@ -201,6 +201,10 @@ fn resume_refuses_another_search() {
     assert_eq!(what(Nsga2::resume(other_space, params_vs_flops(), config(1), &path)), "search space");
     let flops = CountsEvaluator::new(&[(Count::Flops, Sense::Minimise), (Count::Params, Sense::Minimise)]);
     assert_eq!(what(Nsga2::resume(SearchSpace::default(), flops, config(1), &path)), "objective list");
+    let limited =
+        CountsEvaluator { limits: vec![CountLimit { count: Count::Params, limit: 1e7 }], ..params_vs_flops() };
+    assert_eq!(what(Nsga2::resume(SearchSpace::default(), limited, config(1), &path)), "constraints");
+    assert!(Nsga2::resume(SearchSpace::default(), params_vs_flops(), config(1), &path).is_ok());
 }
 
 #[test]
@@ -236,6 +240,16 @@ fn invalid_configs_name_the_field() {
     assert_eq!(field(Nsga2Config { mutation_prob: 1.5, ..config(0) }), "mutation_prob");
     assert_eq!(field(Nsga2Config { crossover_prob: f64::NAN, ..config(0) }), "crossover_prob");
     assert_eq!(field(Nsga2Config { reference_point: Some(vec![1.0]), ..config(0) }), "reference_point");
+    let population = config(0).population;
+    assert_eq!(field(Nsga2Config { max_evaluations: Some(population - 1), ..config(0) }), "max_evaluations");
+    assert!(
+        Nsga2::new(
+            SearchSpace::default(),
+            params_vs_flops(),
+            Nsga2Config { max_evaluations: Some(population), ..config(0) }
+        )
+        .is_ok()
+    );
     let text = "(population: 10, generations: 5, seed: 3)";
     let parsed: Nsga2Config = ron::from_str(text).unwrap();
     assert_eq!(parsed, Nsga2Config::new(10, 5, 3));
