@@ -6,6 +6,7 @@
 //!
 //! This crate must not know the latency models or the compiler's internals.
 
+pub mod average;
 pub mod data;
 pub mod eval;
 pub mod export;

@@ -136,6 +136,10 @@ pub struct TrainConfig {
     pub limit: Option<usize>,
     /// Phase two (supernet training) when set; phase one (the teacher) when not.
     pub sandwich: Option<Sandwich>,
+    /// Keep an exponential moving average of the weights with this decay per step (0.999 is
+    /// usual), and evaluate, checkpoint and keep the average instead of the last weights (see
+    /// [`crate::average`]); `None`: the last weights.
+    pub ema: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -156,6 +160,7 @@ impl Default for TrainConfig {
             eval_every: 0,
             limit: None,
             sandwich: None,
+            ema: None,
         }
     }
 }
@@ -174,6 +179,9 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("`dropout` must be in [0, 1)");
+        }
+        if self.ema.is_some_and(|d| !(d > 0.0 && d < 1.0)) {
+            return bad("`ema` must be in (0, 1)");
         }
         if self.max_len < 3 {
             return bad("`max_len` must be ≥ 3 (two special tokens and one word)");
@@ -240,6 +248,8 @@ pub struct Progress {
 pub struct Trainer {
     pub config: TrainConfig,
     pub model: Supernet,
+    /// The moving average of the weights, when `config.ema` is set.
+    average: Option<Supernet>,
     optim: ModuleOptimizer,
     teacher: Option<Supernet>,
     pub progress: Progress,
@@ -250,6 +260,8 @@ pub struct Trainer {
 }
 
 const CHECKPOINT: &str = "checkpoint";
+/// The moving average's weights in a checkpoint.
+const AVERAGE: &str = "average.bpk";
 
 /// Steps over which [`LogEntry::tokens_per_s`] is measured.
 pub const RATE_WINDOW: usize = 10;
@@ -302,7 +314,8 @@ impl Trainer {
         let optim = optimizer(&config);
         let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5a5a);
         let progress = Progress { step: 0, total_steps, epoch: 0, batch: 0, rng, log: vec![] };
-        Ok(Trainer { config, model, optim, teacher, progress, train, dev, pad, dir: dir.to_path_buf() })
+        let average = config.ema.map(|_| model.valid());
+        Ok(Trainer { config, model, average, optim, teacher, progress, train, dev, pad, dir: dir.to_path_buf() })
     }
 
     /// Continues the run checkpointed under `dir` (its config, weights, optimizer, RNG and data
@@ -337,6 +350,10 @@ impl Trainer {
         trainer.model = trainer.model.clone().try_load_file(&weights).map_err(|e| err(weights, e.to_string()))?;
         let optim_path = ck.join("optimizer.bpk");
         trainer.optim = optimizer(&trainer.config).load(&optim_path).map_err(|e| err(optim_path, e.to_string()))?;
+        if let Some(average) = trainer.average.take() {
+            let path = ck.join(AVERAGE);
+            trainer.average = Some(average.try_load_file(&path).map_err(|e| err(path, e.to_string()))?);
+        }
         trainer.progress = progress;
         Ok(trainer)
     }
@@ -389,6 +406,10 @@ impl Trainer {
             }
             self.model = self.optim.step(lr, self.model.clone(), accumulator.grads());
             self.progress.step += 1;
+            if let (Some(decay), Some(average)) = (self.config.ema, self.average.take()) {
+                let decay = crate::average::decay_at(decay, self.progress.step);
+                self.average = Some(crate::average::blend(average, &self.model, decay));
+            }
             let secs = clock.elapsed().as_secs_f64();
             let tokens_per_s = tokens as f64 / secs.max(1e-9);
             if self.config.sandwich.is_none() {
@@ -483,9 +504,18 @@ impl Trainer {
         Ok((losses, accumulator.grads()))
     }
 
-    /// The dev score of the largest subnet.
+    /// The trained model without autodiff: the moving average of the weights when `ema` is
+    /// set, else the last weights.
+    pub fn trained(&self) -> Supernet {
+        match &self.average {
+            Some(average) => average.clone(),
+            None => self.model.valid(),
+        }
+    }
+
+    /// The dev score of the largest subnet (of the moving average when `ema` is set).
     pub fn evaluate_largest(&self) -> Result<Score, TrainError> {
-        let valid = self.model.valid();
+        let valid = self.trained();
         let arch = match &self.config.sandwich {
             Some(s) => s.space.largest(),
             None => valid.max.clone(),
@@ -502,6 +532,9 @@ impl Trainer {
         std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e.to_string()))?;
         self.model.clone().save_file(tmp.join("model.bpk")).map_err(|e| err(&tmp, e.to_string()))?;
         self.optim.save(tmp.join("optimizer.bpk")).map_err(|e| err(&tmp, e.to_string()))?;
+        if let Some(average) = &self.average {
+            average.clone().save_file(tmp.join(AVERAGE)).map_err(|e| err(&tmp, e.to_string()))?;
+        }
         let shape =
             serde_json::to_string_pretty(&(&self.model.max, self.model.eps)).map_err(|e| err(&tmp, e.to_string()))?;
         std::fs::write(tmp.join("max.json"), shape).map_err(|e| err(&tmp, e.to_string()))?;

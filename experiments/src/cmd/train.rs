@@ -62,6 +62,10 @@ pub struct TrainArgs {
     lr: Option<f64>,
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Keep a moving average of the weights with this decay per step (e.g. 0.999) and keep the
+    /// average as the trained model.
+    #[arg(long)]
+    ema: Option<f64>,
     /// Train on the first N examples only.
     #[arg(long)]
     limit: Option<usize>,
@@ -140,6 +144,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     if args.limit.is_some() {
         config.limit = args.limit;
+    }
+    if args.ema.is_some() {
+        config.ema = args.ema;
     }
     let start = match args.phase {
         Phase::Teacher => teacher::locate(args.teacher.as_deref(), &cache_dir())?,
@@ -280,8 +287,8 @@ pub fn run_phase(run: &PhaseRun) -> Result<serde_json::Value> {
         "config": trainer.config,
     });
     if trainer.done() {
-        let valid = burn::module::Module::valid(&trainer.model);
-        export(&valid, &valid.max.clone(), &tokenizer, &out.join("model"))?;
+        let trained = trainer.trained();
+        export(&trained, &trained.max.clone(), &tokenizer, &out.join("model"))?;
         result["model"] = json!(out.join("model").display().to_string());
         write_atomic(&out.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
         println!(
