@@ -23,6 +23,7 @@ use arch::SearchSpace;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{evaluations_to_reach, feasible_front, normalised_igd_plus};
+use crate::nsga2::validate_common;
 use crate::{
     ConstrainedGaConfig, Error, Evaluation, Evaluator, Nsga2, Nsga2Config, RandomSearchConfig, Result, constrained_ga,
     hypervolume, random_search,
@@ -256,6 +257,17 @@ pub fn compare_with_random<E: Evaluator>(
             format!("must be at least NSGA-II's budget ({}), got {random_budget}", config.budget),
         ));
     }
+    // Every run's settings are checked before the first (the reference runs take hours): a
+    // budget below the population would cut the first generation short.
+    let objectives = evaluator.objectives().len();
+    for budget in [config.budget, config.reference_budget] {
+        Nsga2Config { max_evaluations: Some(budget), reference_point: None, ..config.nsga2.clone() }
+            .validate(objectives)?;
+    }
+    if config.hat_objective.is_some() {
+        let population = config.nsga2.population.max(3);
+        validate_common(population, population, 0.0, 0.0, Some(config.budget))?;
+    }
     let nsga2_trace = |seed: u64, budget: usize| -> Result<Vec<Evaluation>> {
         let run_config =
             Nsga2Config { seed, max_evaluations: Some(budget), reference_point: None, ..config.nsga2.clone() };
@@ -476,6 +488,11 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(err.contains("hat_objective") && err.contains("has 2"), "{err}");
+        // So is a budget below the population (it would cut the first generation short).
+        let err = compare_with_random(&space, &evaluator, &ComparisonConfig { budget: 10, ..config.clone() })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_evaluations") && err.contains("population (20)"), "{err}");
         // The HAT-style runs leave NSGA-II's and random search's own runs as they were: the
         // same hypervolume (only the reference it is a share of may grow). A guard: the runs
         // share no state today, and a shared cache or generator must not change that.

@@ -279,7 +279,10 @@ impl<E: Evaluator> Nsga2<E> {
             return Err(mismatch("constraints"));
         }
         run.checkpoint = Some(Checkpointer::continuing(path, state.cache.len(), journal_len)?);
+        // A checkpoint from before constraints were recorded takes them on from here.
+        let constraints = run.state.constraints.take();
         run.state = state;
+        run.state.constraints = run.state.constraints.take().or(constraints);
         let reference = run.state.config.reference_point.clone();
         run.progress.update(&run.state.cache, reference.as_deref())?;
         Ok(run)

@@ -22,7 +22,12 @@ pub fn decay_at(decay: f64, step: usize) -> f64 {
 pub fn blend(average: Supernet, live: &Supernet, decay: f64) -> Supernet {
     let mut collect = Collect(HashMap::new());
     live.visit(&mut collect);
-    average.map(&mut Blend { live: collect.0, decay })
+    let mut blend = Blend { live: collect.0, decay };
+    let average = average.map(&mut blend);
+    // Both are the same model: every live parameter has its average (ids survive optimizer
+    // steps and `valid()`).
+    debug_assert!(blend.live.is_empty(), "{} parameters have no average", blend.live.len());
+    average
 }
 
 /// Every float parameter of a model, flattened and without autodiff, by id.

@@ -222,13 +222,17 @@ impl Supernet {
     }
 
     /// The weights of a training checkpoint folder (`model.bpk` and `max.json`, as
-    /// [`crate::Trainer`] writes them).
+    /// [`crate::Trainer`] writes them): the moving average of the weights (`average.bpk`) when
+    /// the run keeps one, as its evaluations and its final model do, else the last weights.
     pub fn from_checkpoint(dir: &Path, device: &Device) -> Result<Supernet, ModelError> {
         let err = |path: &Path, message: String| ModelError::Load { path: path.to_path_buf(), message };
         let shape_path = dir.join("max.json");
         let text = std::fs::read_to_string(&shape_path).map_err(|e| err(&shape_path, e.to_string()))?;
         let (max, eps): (Arch, f64) = serde_json::from_str(&text).map_err(|e| err(&shape_path, e.to_string()))?;
-        let weights = dir.join("model.bpk");
+        let weights = match dir.join(crate::train::AVERAGE) {
+            average if average.is_file() => average,
+            _ => dir.join("model.bpk"),
+        };
         Supernet::init(&max, eps, device)?.try_load_file(&weights).map_err(|e| err(&weights, e.to_string()))
     }
 

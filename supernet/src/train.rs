@@ -261,7 +261,7 @@ pub struct Trainer {
 
 const CHECKPOINT: &str = "checkpoint";
 /// The moving average's weights in a checkpoint.
-const AVERAGE: &str = "average.bpk";
+pub(crate) const AVERAGE: &str = "average.bpk";
 
 /// Steps over which [`LogEntry::tokens_per_s`] is measured.
 pub const RATE_WINDOW: usize = 10;

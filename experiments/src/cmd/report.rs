@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use arch::Arch;
 use compiler::{Batch, CompileOptions, compile};
 use latency::calibrate::Progress;
@@ -105,32 +105,48 @@ fn random_seed(seed: u64) -> u64 {
     seed ^ 0x9e37_79b9_7f4a_7c15
 }
 
+/// A random-search trace as the search folder keeps it.
+#[derive(Serialize, Deserialize, PartialEq)]
+struct SavedRandom {
+    budget: usize,
+    seed: u64,
+    objectives: Vec<String>,
+    trace: Vec<(String, Evaluation)>,
+}
+
+/// The random-search trace that an earlier run of the same `budget`, search `seed` and
+/// objectives left in `search_dir`, if there is one.
+pub fn saved_random_trace(
+    search_dir: &Path,
+    objectives: &[String],
+    seed: u64,
+    budget: usize,
+) -> Option<Vec<Evaluation>> {
+    let text = std::fs::read_to_string(search_dir.join("random_search.json")).ok()?;
+    let saved = serde_json::from_str::<SavedRandom>(&text).ok()?;
+    (saved.budget == budget && saved.seed == random_seed(seed) && saved.objectives == objectives)
+        .then(|| saved.trace.into_iter().map(|(_, e)| e).collect())
+}
+
+/// The error of `canao report` when `search_dir` holds no random-search trace of `budget`.
+pub fn no_random_trace(search_dir: &Path, budget: usize) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: no random-search trace of this search (budget {budget}); `canao report` searches nothing: \
+         `canao run` on the experiment file runs it and writes the report",
+        search_dir.join("random_search.json").display()
+    )
+}
+
 /// The random-search trace of `budget` evaluations, reused from the search folder when an earlier run with
 /// the same budget, seed and objectives left it.
 fn random_trace(inputs: &Inputs, budget: usize) -> Result<Vec<Evaluation>> {
-    #[derive(Serialize, Deserialize, PartialEq)]
-    struct Saved {
-        budget: usize,
-        seed: u64,
-        objectives: Vec<String>,
-        trace: Vec<(String, Evaluation)>,
-    }
     let path = inputs.search_dir.join("random_search.json");
     let objectives: Vec<String> = inputs.search.specs.iter().map(|s| s.name.clone()).collect();
-    if let Ok(text) = std::fs::read_to_string(&path)
-        && let Ok(saved) = serde_json::from_str::<Saved>(&text)
-        && saved.budget == budget
-        && saved.seed == random_seed(inputs.seed)
-        && saved.objectives == objectives
-    {
-        return Ok(saved.trace.into_iter().map(|(_, e)| e).collect());
+    if let Some(trace) = saved_random_trace(inputs.search_dir, &objectives, inputs.seed, budget) {
+        return Ok(trace);
     }
     if inputs.saved_only {
-        bail!(
-            "{}: no random-search trace of this search (budget {budget}); `canao report` searches nothing: \
-             `canao run` on the experiment file runs it and writes the report",
-            path.display()
-        );
+        return Err(no_random_trace(inputs.search_dir, budget));
     }
     if !inputs.quiet {
         eprintln!("random search: {budget} evaluations (the baseline of the progress plot)…");
@@ -141,7 +157,7 @@ fn random_trace(inputs: &Inputs, budget: usize) -> Result<Vec<Evaluation>> {
         &RandomSearchConfig::new(budget, random_seed(inputs.seed)),
     )?;
     let trace: Vec<(String, Evaluation)> = outcome.cache.entries().map(|(a, e)| (a.to_ron(), e.clone())).collect();
-    let saved = Saved { budget, seed: random_seed(inputs.seed), objectives, trace };
+    let saved = SavedRandom { budget, seed: random_seed(inputs.seed), objectives, trace };
     write_atomic(&path, serde_json::to_string(&saved)?.as_bytes())?;
     Ok(saved.trace.into_iter().map(|(_, e)| e).collect())
 }

@@ -12,7 +12,9 @@ use serde_json::json;
 use supernet::data::Task;
 use supernet::{Supernet, TrainConfig, teacher};
 
-use crate::cmd::report::{Exported, Inputs, ReferenceModel, default_references, write_report};
+use crate::cmd::report::{
+    Exported, Inputs, ReferenceModel, default_references, no_random_trace, saved_random_trace, write_report,
+};
 use crate::cmd::search::{Constraint, Objective, SearchExperiment, check, costs, run_search};
 use crate::cmd::train::{Phase, PhaseRun, run_phase};
 use crate::io::{cache_dir, print_json, write_atomic};
@@ -178,22 +180,49 @@ fn check_unchanged(dir: &Path, phase: Phase, config: &TrainConfig, origin: &Path
     Ok(())
 }
 
-/// Refuses to continue the search of a run folder whose `experiment.ron` (`ran`, the file the
-/// search began with) names another space, objectives, constraints or search settings than
-/// `experiment`: checked before the folder's `experiment.ron` is replaced by the file being
+/// The search of `experiment` run in the folder `out`: over the run's own supernet and task
+/// unless its Accuracy objective names others.
+fn search_of(experiment: &Experiment, out: &Path) -> SearchExperiment {
+    let objectives = experiment
+        .objectives
+        .iter()
+        .map(|o| match o {
+            Objective::Accuracy { supernet, task } => Objective::Accuracy {
+                supernet: Some(supernet.clone().unwrap_or_else(|| Stage::Supernet.dir(out).join("model"))),
+                task: Some(task.unwrap_or(experiment.task)),
+            },
+            other => other.clone(),
+        })
+        .collect();
+    SearchExperiment {
+        name: experiment.name.clone(),
+        space: Some(experiment.space.clone().unwrap_or_default()),
+        objectives,
+        constraints: experiment.constraints.clone(),
+        search: experiment.search.clone(),
+        out: Some(Stage::Search.dir(out)),
+        data_dir: experiment.data_dir.clone(),
+    }
+}
+
+/// Refuses to continue the search in the run folder `out` when the experiment it began with
+/// (the folder's `experiment.ron`) searched another space, objectives, constraints or settings
+/// than `search`: checked before the folder's `experiment.ron` is replaced by the file being
 /// refused. A folder without `experiment.ron` is left to the search's own checkpoint checks.
-fn check_search_unchanged(ran: &Path, experiment: &Experiment, origin: &Path) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(ran) else {
+fn check_search_unchanged(out: &Path, search: &SearchExperiment, origin: &Path) -> Result<()> {
+    let ran = out.join("experiment.ron");
+    let Ok(text) = std::fs::read_to_string(&ran) else {
         return Ok(());
     };
     let before: Experiment = ron::from_str(&text).with_context(|| format!("{}: not an experiment", ran.display()))?;
-    let field = if before.space.clone().unwrap_or_default() != experiment.space.clone().unwrap_or_default() {
+    let before = search_of(&before, out);
+    let field = if before.space != search.space {
         "space"
-    } else if before.objectives != experiment.objectives {
+    } else if before.objectives != search.objectives {
         "objectives"
-    } else if before.constraints != experiment.constraints {
+    } else if before.constraints != search.constraints {
         "constraints"
-    } else if before.search != experiment.search {
+    } else if before.search != search.search {
         "search"
     } else {
         return Ok(());
@@ -225,26 +254,7 @@ fn execute(args: &Args, report: Option<&Path>) -> Result<()> {
         None => experiment.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&experiment.name)),
     };
     // The search, over the run's own supernet: checked before hours of training.
-    let objectives = experiment
-        .objectives
-        .iter()
-        .map(|o| match o {
-            Objective::Accuracy { supernet, task } => Objective::Accuracy {
-                supernet: Some(supernet.clone().unwrap_or_else(|| Stage::Supernet.dir(&out).join("model"))),
-                task: Some(task.unwrap_or(experiment.task)),
-            },
-            other => other.clone(),
-        })
-        .collect();
-    let search = SearchExperiment {
-        name: experiment.name.clone(),
-        space: Some(space.clone()),
-        objectives,
-        constraints: experiment.constraints.clone(),
-        search: experiment.search.clone(),
-        out: Some(Stage::Search.dir(&out)),
-        data_dir: experiment.data_dir.clone(),
-    };
+    let search = search_of(&experiment, &out);
     check(&search, origin)?;
     // A finished phase leaves model/; an interrupted one, checkpoint/.
     let finished = |stage: Stage| {
@@ -291,7 +301,7 @@ fn execute(args: &Args, report: Option<&Path>) -> Result<()> {
     check_unchanged(&Stage::Teacher.dir(&out), Phase::Teacher, &teacher_config, origin)?;
     check_unchanged(&Stage::Supernet.dir(&out), Phase::Supernet, &supernet_config, origin)?;
     if search_state.is_file() {
-        check_search_unchanged(&out.join("experiment.ron"), &experiment, origin)?;
+        check_search_unchanged(&out, &search, origin)?;
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     if report.is_none() {
@@ -347,6 +357,14 @@ fn execute(args: &Args, report: Option<&Path>) -> Result<()> {
         (costs, searched)
     };
     let search_seconds = t.elapsed().as_secs_f64();
+    if report.is_some() && experiment.random_baseline {
+        // Checked before the exports are replaced: a refused report changes nothing.
+        let names: Vec<String> = searched.specs.iter().map(|s| s.name.clone()).collect();
+        let dir = Stage::Search.dir(&out);
+        if saved_random_trace(&dir, &names, experiment.search.seed, searched.trace.len()).is_none() {
+            return Err(no_random_trace(&dir, searched.trace.len()));
+        }
+    }
     stages.push(json!({"stage": "search", "resumed": resume, "seconds": search_seconds}));
     let teacher_dev = results.get("teacher").and_then(|r| r["dev"].as_f64());
     let chosen = match costs.evaluator.supernet() {
