@@ -278,6 +278,11 @@ fn execute(args: &Args, report: Option<&Path>) -> Result<()> {
             }
         }
     }
+    // A rewritten report keeps the run's own stage times (this process only reuses them).
+    let previous = match report {
+        Some(dir) => Some(read_summary(&dir.join("summary.json"))?),
+        None => None,
+    };
     if let Some(first) = args.force.iter().min() {
         // The stage, those after it, and what they produced.
         let later = Stage::ALL.iter().filter(|s| *s >= first).map(|s| s.dir(&out));
@@ -391,11 +396,6 @@ fn execute(args: &Args, report: Option<&Path>) -> Result<()> {
             (profile, budget)
         })
         .collect();
-    // A rewritten report keeps the run's own stage times (this process only reused them).
-    let previous = match report {
-        Some(dir) => Some(read_summary(&dir.join("summary.json"))?),
-        None => None,
-    };
     if let Some(previous) = &previous {
         stages =
             previous["stages"].as_array().into_iter().flatten().filter(|s| s["stage"] != "report").cloned().collect();
