@@ -280,9 +280,8 @@ impl<E: Evaluator> Nsga2<E> {
         }
         run.checkpoint = Some(Checkpointer::continuing(path, state.cache.len(), journal_len)?);
         // A checkpoint from before constraints were recorded takes them on from here.
-        let constraints = run.state.constraints.take();
-        run.state = state;
-        run.state.constraints = run.state.constraints.take().or(constraints);
+        let constraints = state.constraints.or(run.state.constraints.take());
+        run.state = Nsga2State { constraints, ..state };
         let reference = run.state.config.reference_point.clone();
         run.progress.update(&run.state.cache, reference.as_deref())?;
         Ok(run)
