@@ -168,7 +168,7 @@ impl CostEvaluator {
     /// `arch`'s dev metric with inherited weights, scored now (not from memory).
     pub fn score(&self, arch: &Arch) -> Result<f64, search::Error> {
         let judge = self.judge()?;
-        let score = evaluate_compiled(&judge.net, arch, judge.task, &judge.dev, judge.pad, 128, cores())
+        let score = evaluate_compiled(&judge.net, arch, judge.task, &judge.dev, judge.pad, 128, scoring_threads())
             .map_err(|e| search::Error::evaluator(std::io::Error::other(format!("{e:#}"))))?;
         Ok(score.value)
     }
@@ -187,6 +187,14 @@ impl CostEvaluator {
             scores.extend(known);
         }
     }
+}
+
+/// Threads for one arch's program: every core, unless the arch is one of several that a search
+/// scores at once on rayon's workers. Then the archs in flight already keep every core busy, and
+/// a program's own threads would only add a meeting point to each of its kernels, which costs
+/// the small archs that most draws are more than it gives them.
+fn scoring_threads() -> usize {
+    if rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1 { 1 } else { cores() }
 }
 
 impl Evaluator for CostEvaluator {
