@@ -3,7 +3,7 @@
 # TREC teacher (phase one), train the TREC supernet (phase two), then `canao compare` with the
 # accuracy of each arch on TREC-10 (weights inherited from that supernet) and its latency
 # predicted from the committed 2-thread profile (experiments/searches/trec-accuracy-latency.ron).
-#   bash benchmarks/compare_trec.sh [extra `canao compare` flags]
+#   [BUDGET=600] [RANDOM_BUDGET=3000] bash benchmarks/compare_trec.sh [other `canao compare` flags]
 # A stage whose output exists is skipped; an interrupted training resumes from its checkpoint,
 # and an interrupted comparison continues from its score cache (runs/compare-trec/scores.json).
 # The last line is compare's JSON object.
@@ -25,5 +25,6 @@ train teacher runs/trec-teacher
 train supernet runs/trec-supernet --from runs/trec-teacher/model
 mkdir -p runs/compare-trec
 echo "$(date -u +%T) comparing" >&2
-"$canao" compare --experiment experiments/searches/trec-accuracy-latency.ron --budget 600 --random-budget 3000 \
+"$canao" compare --experiment experiments/searches/trec-accuracy-latency.ron --budget "${BUDGET:-600}" \
+  --random-budget "${RANDOM_BUDGET:-3000}" \
   --reference-budget 1000 --cache runs/compare-trec/scores.json --json "$@"
