@@ -122,6 +122,25 @@ pub struct ConstrainedGaConfig {
 }
 
 impl ConstrainedGaConfig {
+    /// Checks the settings for an evaluator of `objectives` objectives.
+    pub fn validate(&self, objectives: usize) -> Result<()> {
+        validate_common(
+            self.population,
+            self.mutations + self.crossovers,
+            0.0,
+            self.mutation_prob,
+            self.max_evaluations,
+        )?;
+        validate_reference(self.reference_point.as_deref(), objectives)?;
+        if self.objective >= objectives {
+            return Err(crate::Error::config("objective", format!("is {} but there are {objectives}", self.objective)));
+        }
+        if self.parents == 0 {
+            return Err(crate::Error::config("parents", "must be at least 1"));
+        }
+        Ok(())
+    }
+
     /// HAT's settings for objective `objective`.
     pub fn new(objective: usize, seed: u64) -> ConstrainedGaConfig {
         ConstrainedGaConfig {
@@ -164,20 +183,7 @@ pub fn constrained_ga<E: Evaluator>(
 ) -> Result<ConstrainedGaOutcome> {
     space.validate()?;
     let objectives = evaluator.objectives().len();
-    validate_common(
-        config.population,
-        config.mutations + config.crossovers,
-        0.0,
-        config.mutation_prob,
-        config.max_evaluations,
-    )?;
-    validate_reference(config.reference_point.as_deref(), objectives)?;
-    if config.objective >= objectives {
-        return Err(crate::Error::config("objective", format!("is {} but there are {objectives}", config.objective)));
-    }
-    if config.parents == 0 {
-        return Err(crate::Error::config("parents", "must be at least 1"));
-    }
+    config.validate(objectives)?;
     let reference = config.reference_point.as_deref();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let (mut cache, mut progress, mut history, mut best_history) =

@@ -23,7 +23,6 @@ use arch::SearchSpace;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{evaluations_to_reach, feasible_front, normalised_igd_plus};
-use crate::nsga2::validate_common;
 use crate::{
     ConstrainedGaConfig, Error, Evaluation, Evaluator, Nsga2, Nsga2Config, RandomSearchConfig, Result, constrained_ga,
     hypervolume, random_search,
@@ -240,15 +239,19 @@ pub fn compare_with_random<E: Evaluator>(
     if config.seeds.is_empty() {
         return Err(Error::config("seeds", "must list at least one seed"));
     }
+    // Every run's settings are checked before the first (the reference runs take hours, and
+    // the HAT-style searches come after them): a budget below the population would cut the
+    // first generation short.
+    let objectives = evaluator.objectives().len();
     if let Some(objective) = config.hat_objective {
-        // Checked before the runs: the HAT-style search comes after hours of them.
-        let count = evaluator.objectives().len();
-        if objective >= count {
+        if objective >= objectives {
             return Err(Error::config(
                 "hat_objective",
-                format!("names objective {objective}, but the evaluator has {count} (counted from 0)"),
+                format!("names objective {objective}, but the evaluator has {objectives} (counted from 0)"),
             ));
         }
+        // The seed changes nothing that is checked.
+        hat_config(config, objective, 0).validate(objectives)?;
     }
     let random_budget = config.random_budget.unwrap_or(config.budget);
     if random_budget < config.budget {
@@ -257,16 +260,9 @@ pub fn compare_with_random<E: Evaluator>(
             format!("must be at least NSGA-II's budget ({}), got {random_budget}", config.budget),
         ));
     }
-    // Every run's settings are checked before the first (the reference runs take hours): a
-    // budget below the population would cut the first generation short.
-    let objectives = evaluator.objectives().len();
     for budget in [config.budget, config.reference_budget] {
         Nsga2Config { max_evaluations: Some(budget), reference_point: None, ..config.nsga2.clone() }
             .validate(objectives)?;
-    }
-    if config.hat_objective.is_some() {
-        let population = config.nsga2.population.max(3);
-        validate_common(population, population, 0.0, 0.0, Some(config.budget))?;
     }
     let nsga2_trace = |seed: u64, budget: usize| -> Result<Vec<Evaluation>> {
         let run_config =
@@ -343,11 +339,7 @@ pub fn compare_with_random<E: Evaluator>(
     })
 }
 
-/// The first `config.budget` evaluations of a HAT-style search of `objective` with `seed`: HAT's
-/// proportions (a fifth of the population kept as parents, two fifths bred by mutation, the rest
-/// by crossover) at NSGA-II's population size (at least 3), bred until the budget is spent. At
-/// least two parents: a crossover of an arch with itself is that arch again, so with one parent
-/// every crossover child would be a repeat and the population would not fill again.
+/// The first `config.budget` evaluations of the HAT-style search of `objective` with `seed`.
 fn hat_trace<E: Evaluator>(
     space: &SearchSpace,
     evaluator: &E,
@@ -356,10 +348,20 @@ fn hat_trace<E: Evaluator>(
     seed: u64,
 ) -> Result<Vec<Evaluation>> {
     let _span = tracing::info_span!("HAT-style run", seed).entered();
+    let outcome = constrained_ga(space, evaluator, &hat_config(config, objective, seed))?;
+    Ok(outcome.outcome.cache.evaluations().take(config.budget).cloned().collect())
+}
+
+/// The HAT-style search of `objective` with `seed`: HAT's proportions (a fifth of the population
+/// kept as parents, two fifths bred by mutation, the rest by crossover) at NSGA-II's population
+/// size (at least 3), bred until NSGA-II's budget is spent. At least two parents: a crossover of
+/// an arch with itself is that arch again, so with one parent every crossover child would be a
+/// repeat and the population would not fill again.
+fn hat_config(config: &ComparisonConfig, objective: usize, seed: u64) -> ConstrainedGaConfig {
     let population = config.nsga2.population.max(3);
     let parents = (population / 5).max(2);
     let mutations = (2 * population / 5).max(1);
-    let ga = ConstrainedGaConfig {
+    ConstrainedGaConfig {
         population,
         parents,
         mutations,
@@ -370,9 +372,7 @@ fn hat_trace<E: Evaluator>(
         generations: config.budget,
         max_evaluations: Some(config.budget),
         ..ConstrainedGaConfig::new(objective, seed)
-    };
-    let outcome = constrained_ga(space, evaluator, &ga)?;
-    Ok(outcome.outcome.cache.evaluations().take(config.budget).cloned().collect())
+    }
 }
 
 /// The smallest value of `objective` among the feasible evaluations of `trace`.
