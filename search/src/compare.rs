@@ -101,6 +101,13 @@ pub struct SeedResult {
     /// The HAT-style search of this seed, when the comparison ran one.
     #[serde(default)]
     pub hat: Option<HatResult>,
+    /// NSGA-II's feasible front at its budget (minimised form): beside the reference front, it
+    /// shows which part of the front a run that missed the target did not find.
+    #[serde(default)]
+    pub nsga2_front: Vec<Vec<f64>>,
+    /// Random search's feasible front at its budget.
+    #[serde(default)]
+    pub random_front: Vec<Vec<f64>>,
 }
 
 /// Mean evaluations of one algorithm over the seeds.
@@ -297,35 +304,40 @@ pub fn compare_with_random<E: Evaluator>(
         return Err(Error::config("reference_point", "no feasible arch dominates it"));
     }
     let goal = config.target * reference_hypervolume;
-    let share = |trace: &[Evaluation]| -> Result<f64> {
-        Ok(hypervolume(&feasible_front(trace), &config.reference_point)? / reference_hypervolume)
+    let share = |front: &[Vec<f64>]| -> Result<f64> {
+        Ok(hypervolume(front, &config.reference_point)? / reference_hypervolume)
     };
-    let igd = |trace: &[Evaluation]| -> Result<Option<f64>> {
-        let front = feasible_front(trace);
-        if front.is_empty() { Ok(None) } else { normalised_igd_plus(&front, &reference_front).map(Some) }
+    let igd = |front: &[Vec<f64>]| -> Result<Option<f64>> {
+        if front.is_empty() { Ok(None) } else { normalised_igd_plus(front, &reference_front).map(Some) }
     };
     let mut runs = Vec::new();
     for (seed, nsga2, random, hat) in &compared {
         let hat = match (hat, config.hat_objective) {
-            (Some(trace), Some(objective)) => Some(HatResult {
-                evaluations: evaluations_to_reach(trace, &config.reference_point, goal)?,
-                share: share(trace)?,
-                igd_plus: igd(trace)?,
-                best: best_feasible(trace, objective),
-                nsga2_best: best_feasible(nsga2, objective),
-                random_best: best_feasible(&random[..config.budget.min(random.len())], objective),
-            }),
+            (Some(trace), Some(objective)) => {
+                let front = feasible_front(trace);
+                Some(HatResult {
+                    evaluations: evaluations_to_reach(trace, &config.reference_point, goal)?,
+                    share: share(&front)?,
+                    igd_plus: igd(&front)?,
+                    best: best_feasible(trace, objective),
+                    nsga2_best: best_feasible(nsga2, objective),
+                    random_best: best_feasible(&random[..config.budget.min(random.len())], objective),
+                })
+            }
             _ => None,
         };
+        let (nsga2_front, random_front) = (feasible_front(nsga2), feasible_front(random));
         runs.push(SeedResult {
             seed: *seed,
             nsga2: evaluations_to_reach(nsga2, &config.reference_point, goal)?,
             random: evaluations_to_reach(random, &config.reference_point, goal)?,
-            nsga2_share: share(nsga2)?,
-            random_share: share(random)?,
-            nsga2_igd_plus: igd(nsga2)?,
-            random_igd_plus: igd(random)?,
+            nsga2_share: share(&nsga2_front)?,
+            random_share: share(&random_front)?,
+            nsga2_igd_plus: igd(&nsga2_front)?,
+            random_igd_plus: igd(&random_front)?,
             hat,
+            nsga2_front,
+            random_front,
         });
     }
     Ok(Comparison {
@@ -421,6 +433,12 @@ mod tests {
             assert_eq!(run.nsga2.is_some(), run.nsga2_share >= 0.9, "{run:?}");
             assert_eq!(run.random.is_some(), run.random_share >= 0.9, "{run:?}");
             assert!(run.nsga2.is_none_or(|n| n <= 300));
+            // The fronts are the ones the shares measure, and the reference covers them.
+            for (front, share) in [(&run.nsga2_front, run.nsga2_share), (&run.random_front, run.random_share)] {
+                let hv = hypervolume(front, &config.reference_point).unwrap();
+                assert!((hv / comparison.reference_hypervolume - share).abs() < 1e-12, "{run:?}");
+                assert_eq!(normalised_igd_plus(&comparison.reference_front, front).unwrap(), 0.0);
+            }
         }
         assert_eq!(comparison.nsga2().runs, 2);
         assert!(comparison.ratio() > 0.0);
