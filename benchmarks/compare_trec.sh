@@ -3,7 +3,8 @@
 # TREC teacher (phase one), train the TREC supernet (phase two), then `canao compare` with the
 # accuracy of each arch on TREC-10 (weights inherited from that supernet) and its latency
 # predicted from the committed 2-thread profile (experiments/searches/trec-accuracy-latency.ron).
-#   [BUDGET=600] [RANDOM_BUDGET=3000] bash benchmarks/compare_trec.sh [other `canao compare` flags]
+#   [BUDGET=1500] [RANDOM_BUDGET=5200] bash benchmarks/compare_trec.sh [other `canao compare` flags]
+# The defaults are the measurement of BENCHMARKS.md (issue 5): about three hours from nothing here.
 # A stage whose output exists is skipped; an interrupted training resumes from its checkpoint,
 # and an interrupted comparison continues from its score cache (runs/compare-trec/scores.json).
 # The last line is compare's JSON object.
@@ -25,6 +26,6 @@ train teacher runs/trec-teacher
 train supernet runs/trec-supernet --from runs/trec-teacher/model
 mkdir -p runs/compare-trec
 echo "$(date -u +%T) comparing" >&2
-"$canao" compare --experiment experiments/searches/trec-accuracy-latency.ron --budget "${BUDGET:-600}" \
-  --random-budget "${RANDOM_BUDGET:-3000}" \
+"$canao" compare --experiment experiments/searches/trec-accuracy-latency.ron --budget "${BUDGET:-1500}" \
+  --random-budget "${RANDOM_BUDGET:-5200}" \
   --reference-budget 1000 --cache runs/compare-trec/scores.json --json "$@"

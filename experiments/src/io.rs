@@ -71,3 +71,18 @@ pub fn threads_label(threads: usize) -> String {
 pub fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string(value).unwrap_or_else(|_| "{}".into()));
 }
+
+/// The RON files committed under `experiments/<folder>/`, sorted (for tests that check every
+/// committed config).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a test helper: a failure should stop the test loudly
+pub fn committed_configs(folder: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "ron"))
+        .collect();
+    files.sort();
+    files
+}

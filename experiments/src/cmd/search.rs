@@ -513,6 +513,22 @@ pub fn run_search(
 mod tests {
     use super::*;
 
+    /// Every committed experiment parses, and its search settings pass the checks a search makes
+    /// before it starts (a population or reference point that does not fit would otherwise show
+    /// only when someone runs it).
+    #[test]
+    fn committed_experiments_are_valid() {
+        let files = crate::io::committed_configs("searches");
+        assert!(files.len() >= 4, "{files:?}");
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let experiment: SearchExperiment =
+                ron::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let objectives = experiment.objectives.len();
+            experiment.search.validate(objectives).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+
     /// A misspelt field of an objective or a constraint is an error naming it, not a default.
     #[test]
     fn unknown_fields_of_objectives_and_constraints_are_errors() {

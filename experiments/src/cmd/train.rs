@@ -493,3 +493,19 @@ pub fn export_cmd(args: ExportArgs) -> Result<()> {
     println!("exported {arch} to {}", args.out.display());
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
+mod tests {
+    use super::*;
+
+    /// Every committed training config parses.
+    #[test]
+    fn committed_configs_parse() {
+        let files = crate::io::committed_configs("train");
+        assert!(files.len() >= 8, "{files:?}");
+        for path in files {
+            read_config(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        }
+    }
+}
