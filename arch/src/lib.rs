@@ -1,6 +1,7 @@
 //! The vocabulary every canao crate shares: one BERT variant ([`Arch`]), the space of variants a
 //! search explores ([`SearchSpace`]), and what can be counted from an architecture alone
-//! (parameters, FLOPs, activation memory).
+//! (parameters, FLOPs, activation memory). Also the scalar math that two crates above share
+//! ([`math`]: vectorisable `exp`, `erf` and GELU).
 //!
 //! This crate knows nothing of burn, devices or files: it is plain data with serde (and the
 //! Hugging Face `config.json` form of an arch, parsed from text).
@@ -8,6 +9,7 @@
 mod counts;
 mod error;
 pub mod hf;
+pub mod math;
 mod space;
 mod text;
 

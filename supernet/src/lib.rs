@@ -6,10 +6,12 @@
 //!
 //! This crate must not know the latency models or the compiler's internals.
 
+pub mod adamw;
 pub mod average;
 pub mod data;
 pub mod eval;
 pub mod export;
+pub mod fused;
 mod model;
 pub mod reorder;
 pub mod teacher;

@@ -12,7 +12,7 @@ use arch::{Arch, TaskHead};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
-use burn::tensor::activation::{gelu, softmax, tanh};
+use burn::tensor::activation::{softmax, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -333,7 +333,7 @@ impl Supernet {
         }
         let d = self.device();
         let index = |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v, [tokens]), &d);
-        let table = |e: &Embedding, idx: Vec<i64>| e.weight.val().narrow(1, 0, h).select(0, index(idx));
+        let table = |e: &Embedding, idx: Vec<i64>| prefix(e.weight.val(), 1, h).select(0, index(idx));
         let e = &self.embeddings;
         let x = table(&e.word_embeddings, batch.ids.iter().map(|&i| i64::from(i)).collect())
             + table(&e.position_embeddings, (0..tokens).map(|t| (t % s) as i64).collect())
@@ -361,7 +361,7 @@ impl Supernet {
             let ctx = drop.apply(probs).matmul(v).swap_dims(1, 2).reshape([tokens, a]);
             let ao = &layer.attention.output;
             let attn = self.norm(drop.apply(sliced(&ao.dense, ctx, a, h)) + x, &ao.layer_norm, h);
-            let inter = gelu(sliced(&layer.intermediate.dense, attn.clone(), h, f));
+            let inter = crate::fused::gelu(sliced(&layer.intermediate.dense, attn.clone(), h, f));
             let o = &layer.output;
             x = self.norm(drop.apply(sliced(&o.dense, inter, f, h)) + attn, &o.layer_norm, h);
             if mode.hidden {
@@ -384,22 +384,28 @@ impl Supernet {
     }
 
     fn norm(&self, x: Tensor<2>, ln: &LayerNorm, width: usize) -> Tensor<2> {
-        let g = ln.gamma.val().narrow(0, 0, width);
-        let (var, mean) = x.clone().var_mean_bias(1);
-        let y = (x - mean) / (var + self.eps).sqrt() * g.unsqueeze::<2>();
-        match &ln.beta {
-            Some(b) => y + b.val().narrow(0, 0, width).unsqueeze::<2>(),
-            None => y,
-        }
+        let g = prefix(ln.gamma.val(), 0, width);
+        let b = match &ln.beta {
+            Some(b) => prefix(b.val(), 0, width),
+            None => Tensor::zeros([width], &g.device()),
+        };
+        crate::fused::layer_norm(x, g, b, self.eps)
     }
 }
 
 /// `x · W[..inp, ..out] + b[..out]` (burn stores Linear weights as `[in, out]`).
 fn sliced(lin: &Linear, x: Tensor<2>, inp: usize, out: usize) -> Tensor<2> {
-    let w = lin.weight.val().narrow(0, 0, inp).narrow(1, 0, out);
+    let w = prefix(prefix(lin.weight.val(), 0, inp), 1, out);
     let y = x.matmul(w);
     match &lin.bias {
-        Some(b) => y + b.val().narrow(0, 0, out).unsqueeze::<2>(),
+        Some(b) => y + prefix(b.val(), 0, out).unsqueeze::<2>(),
         None => y,
     }
+}
+
+/// The first `len` entries of `t` along `dim`: `t` itself when that is all of it, since a narrow
+/// costs the backward pass a zeroed gradient of the full shape and a copy into it even when it
+/// keeps everything (the largest subnet, the teacher).
+fn prefix<const D: usize>(t: Tensor<D>, dim: usize, len: usize) -> Tensor<D> {
+    if t.dims()[dim] == len { t } else { t.narrow(dim, 0, len) }
 }

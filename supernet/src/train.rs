@@ -13,8 +13,7 @@ use std::time::Instant;
 
 use arch::{Arch, SearchSpace};
 use burn::module::Module;
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -23,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tracing::info_span;
 
+use crate::adamw::FusedAdamW;
 use crate::data::{Label, Task};
 use crate::eval::{Score, evaluate};
 use crate::model::{Mode, ModelError, Output, Supernet};
@@ -554,8 +554,8 @@ impl Trainer {
 }
 
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
-    let clip = (config.clip_norm > 0.0).then_some(GradientClippingConfig::Norm(config.clip_norm));
-    AdamWConfig::new().with_weight_decay(config.weight_decay as f32).with_epsilon(1e-8).with_grad_clipping(clip).init()
+    let clip = (config.clip_norm > 0.0).then_some(config.clip_norm);
+    FusedAdamW::new(1e-8, config.weight_decay as f32, clip).init()
 }
 
 fn scalar(t: &Tensor<1>) -> f64 {

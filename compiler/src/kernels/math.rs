@@ -1,80 +1,9 @@
-//! Scalar math written so that LLVM vectorises it: branch-free polynomial `exp`, `erf` and the
-//! functions built on them. Every function is `#[inline(always)]` so that it is compiled into the
-//! AVX2 + FMA instances of the kernels that call it (see [`crate::kernels::simd`]).
+//! The scalar math of the kernels ([`arch::math`], shared with the supernet's training ops) and
+//! its AVX2 forms, for the GEMM micro-kernel's epilogue.
 
-/// `exp(x)` after Cephes' `expf`: range reduction by `ln 2`, a degree-6 polynomial, and the
-/// exponent built from bits. Relative error about 2 ulp over the clamped range. Rounding and the
-/// float-to-integer step use the `1.5·2²³` magic constant instead of `floor` and `as i32`, so the
-/// function is pure arithmetic and bit operations that vectorise.
-#[inline(always)]
-pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(EXP_MIN, EXP_MAX);
-    let t = x * std::f32::consts::LOG2_E + EXP_MAGIC;
-    let n = t - EXP_MAGIC;
-    let r = x - n * EXP_LN2_HI + n * EXP_LN2_LO;
-    let mut y = EXP_P[0];
-    for c in &EXP_P[1..] {
-        y = y * r + c;
-    }
-    y = y * r * r + r + 1.0;
-    let n_int = (t.to_bits() as i32).wrapping_sub(EXP_MAGIC.to_bits() as i32);
-    y * f32::from_bits(((n_int + 127) as u32) << 23)
-}
-
-// The constants of `exp`, shared with its AVX2 form.
-const EXP_MIN: f32 = -87.3;
-const EXP_MAX: f32 = 88.3;
-/// 1.5 · 2^23: adding it rounds to an integer in the mantissa.
-const EXP_MAGIC: f32 = 12_582_912.0;
-/// `ln 2` in two parts (`HI - LO`), so that `x - n·ln 2` loses no bits.
-const EXP_LN2_HI: f32 = 0.693_359_4;
-const EXP_LN2_LO: f32 = 2.121_944_4e-4;
-/// Cephes' polynomial for `(exp(r) - 1 - r) / r²`, highest degree first.
-const EXP_P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
-
-/// `erf(x)` as a rational function of `x` on `[-4, 4]` (odd degree-13 numerator over even
-/// degree-8 denominator; Eigen's `generic_fast_erf_float`): no `exp`, one division, a few ulp.
-/// Outside `[-4, 4]`, `erf` is ±1 in single precision.
-#[inline(always)]
-pub fn erf(x: f32) -> f32 {
-    let x = x.clamp(-ERF_CLAMP, ERF_CLAMP);
-    let x2 = x * x;
-    let mut p = ERF_P[0];
-    for c in &ERF_P[1..] {
-        p = x2 * p + c;
-    }
-    let mut q = ERF_Q[0];
-    for c in &ERF_Q[1..] {
-        q = x2 * q + c;
-    }
-    x * p / q
-}
-
-// The constants of `erf`, shared with its AVX2 form: numerator and denominator polynomials in
-// `x²`, highest degree first.
-const ERF_CLAMP: f32 = 4.0;
-const ERF_P: [f32; 7] = [
-    -2.726_142_3e-10,
-    2.770_681_4e-8,
-    -2.101_024e-6,
-    -5.692_506_4e-5,
-    -7.349_906_3e-4,
-    -2.954_600_2e-3,
-    -1.609_603_3e-2,
-];
-const ERF_Q: [f32; 5] = [-1.456_607_2e-5, -2.133_740_6e-4, -1.682_827e-3, -7.373_329_4e-3, -1.426_474e-2];
-
-/// BERT's exact GELU, `x · Φ(x) = x/2 · (1 + erf(x/√2))`.
-#[inline(always)]
-pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// `tanh(x) = 1 - 2 / (exp(2x) + 1)`, exact at the saturated ends.
-#[inline(always)]
-pub fn tanh(x: f32) -> f32 {
-    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
-}
+#[cfg(target_arch = "x86_64")]
+use arch::math::{ERF_CLAMP, ERF_P, ERF_Q, EXP_LN2_HI, EXP_LN2_LO, EXP_MAGIC, EXP_MAX, EXP_MIN, EXP_P};
+pub use arch::math::{erf, exp, gelu, tanh};
 
 /// The same functions on eight lanes of an AVX2 register, with fused multiply-adds (one rounding
 /// where the scalar forms round twice: the results differ from theirs by an ulp or so). For the

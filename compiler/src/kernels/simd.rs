@@ -1,44 +1,10 @@
-//! Function multiversioning: a kernel body is written once as plain Rust and compiled twice, for
-//! the baseline target and with AVX2 + FMA enabled; the AVX2 instance is chosen at run time when
-//! the CPU has it. Plain loops over `chunks_exact(8)` with lane arrays vectorise well in both.
+//! Function multiversioning (from [`arch::math`]): a kernel body is written once as plain Rust and
+//! compiled twice, for the baseline target and with AVX2 + FMA enabled; the AVX2 instance is
+//! chosen at run time when the CPU has it. Plain loops over `chunks_exact(8)` with lane arrays
+//! vectorise well in both.
 
-/// Whether the running CPU has AVX2 and FMA (std caches the CPUID query).
-#[inline]
-pub fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Defines `pub fn name(args)` whose body runs under `#[target_feature(enable = "avx2,fma")]`
-/// when the CPU allows, and as baseline code otherwise.
-macro_rules! multiversion {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
-        $(#[$meta])*
-        $vis fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) {
-                    body($($arg),*)
-                }
-                if $crate::kernels::simd::has_avx2_fma() {
-                    // SAFETY: the CPU was just checked for AVX2 and FMA.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-pub(crate) use multiversion;
+pub use arch::math::has_avx2_fma;
+pub(crate) use arch::multiversion;
 
 /// Sum of a slice with eight independent lanes (vectorisable; the order differs from a serial
 /// sum by rounding only).

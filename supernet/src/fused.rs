@@ -1,0 +1,364 @@
+//! GELU and LayerNorm as single ops with their own forward and backward kernels on the flex
+//! backend.
+//!
+//! burn 0.22's flex backend runs elementwise work on one thread while the other cores wait, GELU
+//! and its gradient element by element with libm's scalar `erff`, and LayerNorm as a chain of
+//! primitive ops (mean, variance, subtract, divide, scale, shift), each a pass over memory with
+//! its own node in the autodiff graph: training the SST-2 teacher spent about a quarter of its
+//! wall time in GELU alone (BENCHMARKS.md, "Training throughput against PyTorch"). Here each op's
+//! forward and backward are one vectorisable pass (GELU on [`arch::math`]) split across rayon's
+//! threads, registered with burn's autodiff as one op (burn's backend-extension route: tensors
+//! are downcast to their `Autodiff<Flex>` primitives). Tensors on any other backend (wgpu) take
+//! burn's own ops.
+
+use arch::math;
+use burn::backend::TensorMetadata;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Elements per parallel task: large enough that a task outweighs its scheduling.
+const CHUNK: usize = 1 << 14;
+
+/// BERT's exact GELU, `x · Φ(x)`, differentiable; the same function as
+/// `burn::tensor::activation::gelu` to within a few ulp.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if let Ok(t) = x.clone().try_into_primitive::<Autodiff<Flex>>() {
+        return Tensor::from_primitive::<Autodiff<Flex>>(gelu_tracked(t));
+    }
+    if let Ok(t) = x.clone().try_into_primitive::<Flex>()
+        && t.dtype() == DType::F32
+    {
+        return Tensor::from_primitive::<Flex>(map(&t, None));
+    }
+    burn::tensor::activation::gelu(x)
+}
+
+/// GELU on an autodiff tensor: the forward now, the backward registered with the graph.
+fn gelu_tracked(x: FloatTensor<Autodiff<Flex>>) -> FloatTensor<Autodiff<Flex>> {
+    #[derive(Debug)]
+    struct Gelu;
+
+    impl Backward<Flex, 1> for Gelu {
+        /// The input, which the gradient is a function of.
+        type State = FlexTensor;
+
+        fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let input = ops.state;
+            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| map(&input, Some(&grad)));
+        }
+    }
+
+    if x.primitive().dtype() != DType::F32 {
+        // Only f32 has a kernel here; anything else takes burn's path, autodiff included.
+        let t = Tensor::<1>::from_primitive::<Autodiff<Flex>>(x);
+        let y = burn::tensor::activation::gelu(t);
+        return y.try_into_primitive::<Autodiff<Flex>>().unwrap_or_else(|_| unreachable!("same backend"));
+    }
+    let input = x.primitive().clone();
+    match Gelu.prepare::<NoCheckpointing>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let y = map(&input, None);
+            prep.finish(input, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(map(&input, None)),
+    }
+}
+
+/// `gelu(x)` when `grad` is `None`; `grad · gelu'(x)` otherwise (same shape as `x`).
+fn map(x: &FlexTensor, grad: Option<&FlexTensor>) -> FlexTensor {
+    let x = contiguous(x);
+    let xs = x.as_slice::<f32>().unwrap_or_else(|| unreachable!("contiguous f32"));
+    let mut out = vec![0.0f32; xs.len()];
+    match grad {
+        None => out.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(o, x)| forward(o, x)),
+        Some(g) => {
+            let g = contiguous(g);
+            let gs = g.as_slice::<f32>().unwrap_or_else(|| unreachable!("contiguous f32"));
+            out.par_chunks_mut(CHUNK)
+                .zip(xs.par_chunks(CHUNK))
+                .zip(gs.par_chunks(CHUNK))
+                .for_each(|((o, x), g)| backward(o, x, g));
+        }
+    }
+    FlexTensor::from_data(TensorData::new(out, x.shape()))
+}
+
+/// `x` itself when its elements are in order from offset 0, otherwise a contiguous copy.
+fn contiguous(x: &FlexTensor) -> std::borrow::Cow<'_, FlexTensor> {
+    if x.as_slice::<f32>().is_some() {
+        std::borrow::Cow::Borrowed(x)
+    } else {
+        std::borrow::Cow::Owned(x.to_contiguous())
+    }
+}
+
+arch::multiversion! {
+    fn forward(out: &mut [f32], x: &[f32]) {
+        for (o, &x) in out.iter_mut().zip(x) {
+            *o = math::gelu(x);
+        }
+    }
+}
+
+arch::multiversion! {
+    /// `d/dx [x Φ(x)] = Φ(x) + x φ(x)`, times the incoming gradient.
+    fn backward(out: &mut [f32], x: &[f32], grad: &[f32]) {
+        const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+        for ((o, &x), &g) in out.iter_mut().zip(x).zip(grad) {
+            let cdf = 0.5 * (1.0 + math::erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = FRAC_1_SQRT_2PI * math::exp(-0.5 * x * x);
+            *o = g * (cdf + x * pdf);
+        }
+    }
+}
+
+/// LayerNorm over the last dim of `x` (`[rows, width]`): `(x − mean) / √(var + eps) · gamma +
+/// beta`, with the biased variance, differentiable in all three inputs.
+pub fn layer_norm(x: Tensor<2>, gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> Tensor<2> {
+    type Ad = Autodiff<Flex>;
+    let on_flex = [
+        x.clone().try_into_primitive::<Ad>(),
+        gamma.clone().try_into_primitive::<Ad>(),
+        beta.clone().try_into_primitive::<Ad>(),
+    ];
+    if let [Ok(xp), Ok(gp), Ok(bp)] = on_flex
+        && [&xp, &gp, &bp].iter().all(|t| t.primitive().dtype() == DType::F32)
+    {
+        return Tensor::from_primitive::<Ad>(layer_norm_tracked(xp, gp, bp, eps as f32));
+    }
+    let on_flex = [
+        x.clone().try_into_primitive::<Flex>(),
+        gamma.clone().try_into_primitive::<Flex>(),
+        beta.clone().try_into_primitive::<Flex>(),
+    ];
+    if let [Ok(xp), Ok(gp), Ok(bp)] = on_flex
+        && [&xp, &gp, &bp].iter().all(|t| t.dtype() == DType::F32)
+    {
+        return Tensor::from_primitive::<Flex>(norm_forward(&xp, &gp, &bp, eps as f32));
+    }
+    let (var, mean) = x.clone().var_mean_bias(1);
+    (x - mean) / (var + eps).sqrt() * gamma.unsqueeze::<2>() + beta.unsqueeze::<2>()
+}
+
+/// LayerNorm on autodiff tensors: the forward now, the backward registered with the graph.
+fn layer_norm_tracked(
+    x: FloatTensor<Autodiff<Flex>>,
+    gamma: FloatTensor<Autodiff<Flex>>,
+    beta: FloatTensor<Autodiff<Flex>>,
+    eps: f32,
+) -> FloatTensor<Autodiff<Flex>> {
+    #[derive(Debug)]
+    struct Norm;
+
+    impl Backward<Flex, 3> for Norm {
+        /// The input, gamma and eps: the statistics are recomputed, one cheap pass.
+        type State = (FlexTensor, FlexTensor, f32);
+
+        fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let (x, gamma, eps) = ops.state;
+            let dy = grads.consume::<Flex>(&ops.node);
+            let [px, pg, pb] = ops.parents;
+            let (dx, dgamma, dbeta) = norm_backward(&x, &gamma, &dy, eps);
+            for (parent, grad) in [(px, dx), (pg, dgamma), (pb, dbeta)] {
+                if let Some(node) = parent {
+                    grads.register::<Flex>(node.id, grad);
+                }
+            }
+        }
+    }
+
+    let (xp, gp) = (x.primitive().clone(), gamma.primitive().clone());
+    let y = norm_forward(&xp, &gp, beta.primitive(), eps);
+    match Norm.prepare::<NoCheckpointing>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((xp, gp, eps), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// Rows per parallel task of the LayerNorm kernels.
+fn rows_per_task(rows: usize) -> usize {
+    rows.div_ceil(4 * rayon::current_num_threads()).max(1)
+}
+
+fn norm_forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, eps: f32) -> FlexTensor {
+    let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+    let (xs, g, b) = (f32s(&x), f32s(&gamma), f32s(&beta));
+    let width = g.len();
+    let mut out = vec![0.0f32; xs.len()];
+    let task = rows_per_task(xs.len() / width) * width;
+    out.par_chunks_mut(task).zip(xs.par_chunks(task)).for_each(|(o, x)| norm_rows(o, x, g, b, eps));
+    FlexTensor::from_data(TensorData::new(out, x.shape()))
+}
+
+/// The gradients of LayerNorm's input, gamma and beta for the output gradient `dy`.
+fn norm_backward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    dy: &FlexTensor,
+    eps: f32,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (x, gamma, dy) = (contiguous(x), contiguous(gamma), contiguous(dy));
+    let (xs, g, dys) = (f32s(&x), f32s(&gamma), f32s(&dy));
+    let width = g.len();
+    let mut dx = vec![0.0f32; xs.len()];
+    let task = rows_per_task(xs.len() / width) * width;
+    // Each task sums its rows' shares of dgamma and dbeta; the partial sums are added after.
+    let partials: Vec<Vec<f32>> = dx
+        .par_chunks_mut(task)
+        .zip(xs.par_chunks(task))
+        .zip(dys.par_chunks(task))
+        .map(|((dx, x), dy)| {
+            let mut sums = vec![0.0f32; 2 * width];
+            norm_grad_rows(dx, &mut sums, x, dy, g, eps);
+            sums
+        })
+        .collect();
+    let mut sums = vec![0.0f32; 2 * width];
+    for p in &partials {
+        sums.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+    }
+    let dbeta = sums.split_off(width);
+    let shape = |n: usize| burn::tensor::Shape::new([n]);
+    (
+        FlexTensor::from_data(TensorData::new(dx, x.shape())),
+        FlexTensor::from_data(TensorData::new(sums, shape(width))),
+        FlexTensor::from_data(TensorData::new(dbeta, shape(width))),
+    )
+}
+
+/// The elements of a contiguous f32 tensor.
+pub(crate) fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().unwrap_or_else(|| unreachable!("contiguous f32"))
+}
+
+/// Mean and `1 / √(var + eps)` of one row (two passes: the variance without cancellation).
+#[inline(always)]
+fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+arch::multiversion! {
+    fn norm_rows(out: &mut [f32], x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        let w = gamma.len();
+        for (o, x) in out.chunks_exact_mut(w).zip(x.chunks_exact(w)) {
+            let (mean, rstd) = row_stats(x, eps);
+            for (((o, &x), &g), &b) in o.iter_mut().zip(x).zip(gamma).zip(beta) {
+                *o = (x - mean) * rstd * g + b;
+            }
+        }
+    }
+}
+
+arch::multiversion! {
+    /// `dx = rstd · (g − mean(g) − x̂ · mean(g · x̂))` with `g = dy · gamma`, row by row; adds each
+    /// row's `dy · x̂` to `sums[..w]` (dgamma) and `dy` to `sums[w..]` (dbeta).
+    fn norm_grad_rows(dx: &mut [f32], sums: &mut [f32], x: &[f32], dy: &[f32], gamma: &[f32], eps: f32) {
+        let w = gamma.len();
+        let (dgamma, dbeta) = sums.split_at_mut(w);
+        for ((dx, x), dy) in dx.chunks_exact_mut(w).zip(x.chunks_exact(w)).zip(dy.chunks_exact(w)) {
+            let (mean, rstd) = row_stats(x, eps);
+            let (mut g_sum, mut gx_sum) = (0.0f32, 0.0f32);
+            for i in 0..w {
+                let xhat = (x[i] - mean) * rstd;
+                let g = dy[i] * gamma[i];
+                g_sum += g;
+                gx_sum += g * xhat;
+                dgamma[i] += dy[i] * xhat;
+                dbeta[i] += dy[i];
+            }
+            let (g_mean, gx_mean) = (g_sum / w as f32, gx_sum / w as f32);
+            for i in 0..w {
+                let xhat = (x[i] - mean) * rstd;
+                dx[i] = rstd * (dy[i] * gamma[i] - g_mean - xhat * gx_mean);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution};
+
+    use super::*;
+
+    /// The fused op and burn's GELU agree on values and on gradients, for a non-contiguous input
+    /// too (a transposed view).
+    #[test]
+    fn matches_burns_gelu_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        let base = Tensor::<2>::random([67, 300], Distribution::Normal(0.0, 3.0), &device);
+        assert!(base.clone().try_into_primitive::<Autodiff<Flex>>().is_ok(), "the fused path must be the one tested");
+        for transposed in [false, true] {
+            let x = if transposed { base.clone().transpose() } else { base.clone() };
+            let upstream = Tensor::<2>::random(x.shape(), Distribution::Normal(0.0, 1.0), &device);
+            let grad_of = |f: fn(Tensor<2>) -> Tensor<2>| {
+                let x = x.clone().detach().require_grad();
+                let y = f(x.clone());
+                let grads = (y.clone() * upstream.clone()).sum().backward();
+                (y.inner().into_data(), x.grad(&grads).map(|g| g.into_data()))
+            };
+            let (y_fused, g_fused) = grad_of(gelu);
+            let (y_burn, g_burn) = grad_of(burn::tensor::activation::gelu);
+            y_fused.assert_approx_eq::<f32>(&y_burn, burn::tensor::Tolerance::absolute(2e-6));
+            let (g_fused, g_burn) = (g_fused.expect("fused grad"), g_burn.expect("burn grad"));
+            g_fused.assert_approx_eq::<f32>(&g_burn, burn::tensor::Tolerance::absolute(2e-5));
+        }
+    }
+
+    /// Without autodiff, the same values.
+    #[test]
+    fn inference_matches_burns_gelu() {
+        let device = Device::flex();
+        let x = Tensor::<3>::random([3, 5, 40], Distribution::Normal(0.0, 2.0), &device);
+        assert!(x.clone().try_into_primitive::<Flex>().is_ok(), "the fused path must be the one tested");
+        gelu(x.clone()).into_data().assert_approx_eq::<f32>(
+            &burn::tensor::activation::gelu(x).into_data(),
+            burn::tensor::Tolerance::absolute(2e-6),
+        );
+    }
+    /// The fused LayerNorm and burn's composition agree on values and on the gradients of all
+    /// three inputs (gamma and beta sliced from longer parameters, as the supernet slices them).
+    #[test]
+    fn layer_norm_matches_burns_composition() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<2>::random([37, 96], Distribution::Normal(0.5, 2.0), &device);
+        assert!(x.clone().try_into_primitive::<Autodiff<Flex>>().is_ok(), "the fused path must be the one tested");
+        let gamma = Tensor::<1>::random([128], Distribution::Normal(1.0, 0.3), &device);
+        let beta = Tensor::<1>::random([128], Distribution::Normal(0.0, 0.3), &device);
+        let upstream = Tensor::<2>::random([37, 96], Distribution::Normal(0.0, 1.0), &device);
+        type Norm = fn(Tensor<2>, Tensor<1>, Tensor<1>, f64) -> Tensor<2>;
+        let composed: Norm = |x, g, b, eps| {
+            let (var, mean) = x.clone().var_mean_bias(1);
+            (x - mean) / (var + eps).sqrt() * g.unsqueeze::<2>() + b.unsqueeze::<2>()
+        };
+        let run = |f: Norm| {
+            let (x, g, b) = (x.clone().require_grad(), gamma.clone().require_grad(), beta.clone().require_grad());
+            let y = f(x.clone(), g.clone().narrow(0, 0, 96), b.clone().narrow(0, 0, 96), 1e-12);
+            let grads = (y.clone() * upstream.clone()).sum().backward();
+            let grad = |t: &Tensor<2>| t.grad(&grads).map(|g| g.into_data());
+            let grad1 = |t: &Tensor<1>| t.grad(&grads).map(|g| g.into_data());
+            (y.inner().into_data(), grad(&x), grad1(&g), grad1(&b))
+        };
+        let fused = run(layer_norm);
+        let burn = run(composed);
+        let tol = burn::tensor::Tolerance::absolute(3e-5);
+        fused.0.assert_approx_eq::<f32>(&burn.0, tol);
+        for (f, b, name) in [(fused.1, burn.1, "x"), (fused.2, burn.2, "gamma"), (fused.3, burn.3, "beta")] {
+            let (f, b) = (
+                f.unwrap_or_else(|| panic!("fused grad of {name}")),
+                b.unwrap_or_else(|| panic!("burn grad of {name}")),
+            );
+            f.assert_approx_eq::<f32>(&b, tol);
+        }
+    }
+}
