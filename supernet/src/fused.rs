@@ -1,10 +1,10 @@
-//! GELU and LayerNorm as single ops with their own forward and backward kernels on the flex
-//! backend.
+//! GELU, LayerNorm and the attention softmax as single ops with their own forward and backward
+//! kernels on the flex backend.
 //!
 //! burn 0.22's flex backend runs elementwise work on one thread while the other cores wait, GELU
-//! and its gradient element by element with libm's scalar `erff`, and LayerNorm as a chain of
-//! primitive ops (mean, variance, subtract, divide, scale, shift), each a pass over memory with
-//! its own node in the autodiff graph: training the SST-2 teacher spent about a quarter of its
+//! and its gradient element by element with libm's scalar `erff`, and LayerNorm and softmax as
+//! chains of primitive ops (mean, variance, subtract, divide, scale, shift; max, exp, sum,
+//! divide), each a pass over memory with its own node in the autodiff graph: training the SST-2 teacher spent about a quarter of its
 //! wall time in GELU alone (BENCHMARKS.md, "Training throughput against PyTorch"). Here each op's
 //! forward and backward are one vectorisable pass (GELU on [`arch::math`]) split across rayon's
 //! threads, registered with burn's autodiff as one op (burn's backend-extension route: tensors
@@ -285,6 +285,120 @@ arch::multiversion! {
     }
 }
 
+/// Attention probabilities: `softmax(scores · scale + key_bias)` over the last dim of `scores`
+/// (`[rows, heads, queries, keys]`), where `key_bias` (`rows × keys`, a constant: the padding
+/// mask's additive bias) is the same for every head and query of a row. One op in place of a
+/// scale, a broadcast add and burn's four-op softmax, differentiable in `scores`.
+pub fn attention_probs(scores: Tensor<4>, scale: f32, key_bias: &[f32]) -> Tensor<4> {
+    let [rows, _, _, keys] = scores.dims();
+    assert_eq!(key_bias.len(), rows * keys, "one bias per row and key");
+    let bias = || key_bias.to_vec();
+    if let Ok(t) = scores.clone().try_into_primitive::<Autodiff<Flex>>()
+        && t.primitive().dtype() == DType::F32
+    {
+        return Tensor::from_primitive::<Autodiff<Flex>>(softmax_tracked(t, scale, bias()));
+    }
+    if let Ok(t) = scores.clone().try_into_primitive::<Flex>()
+        && t.dtype() == DType::F32
+    {
+        return Tensor::from_primitive::<Flex>(softmax_forward(&t, scale, &bias()));
+    }
+    let bias = Tensor::<1>::from_data(TensorData::new(bias(), [rows * keys]), &scores.device());
+    burn::tensor::activation::softmax(scores.mul_scalar(scale) + bias.reshape([rows, 1, 1, keys]), 3)
+}
+
+/// The attention softmax on an autodiff tensor: the forward now, the backward registered.
+fn softmax_tracked(x: FloatTensor<Autodiff<Flex>>, scale: f32, bias: Vec<f32>) -> FloatTensor<Autodiff<Flex>> {
+    #[derive(Debug)]
+    struct Softmax;
+
+    impl Backward<Flex, 1> for Softmax {
+        /// The probabilities (the gradient is a function of them alone) and the scale.
+        type State = (FlexTensor, f32);
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let (probs, scale) = ops.state;
+            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| softmax_backward(&probs, &grad, scale));
+        }
+    }
+
+    let y = softmax_forward(x.primitive(), scale, &bias);
+    match Softmax.prepare::<NoCheckpointing>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((y.clone(), scale), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// Rows (of `keys` entries) per parallel task of the softmax kernels, whole (row, head) blocks.
+fn softmax_task(shape: &[usize]) -> usize {
+    let block = shape[2] * shape[3];
+    let blocks = shape[0] * shape[1];
+    blocks.div_ceil(4 * rayon::current_num_threads()).max(1) * block
+}
+
+fn softmax_forward(x: &FlexTensor, scale: f32, bias: &[f32]) -> FlexTensor {
+    let x = contiguous(x);
+    let shape = x.shape().to_vec();
+    let (heads, keys) = (shape[1], shape[3]);
+    let block = shape[2] * keys;
+    let xs = f32s(&x);
+    let mut out = vec![0.0f32; xs.len()];
+    let task = softmax_task(&shape);
+    out.par_chunks_mut(task).zip(xs.par_chunks(task)).enumerate().for_each(|(t, (o, x))| {
+        let first_block = t * task / block;
+        for (b, (o, x)) in o.chunks_mut(block).zip(x.chunks(block)).enumerate() {
+            let row = (first_block + b) / heads;
+            softmax_rows(o, x, &bias[row * keys..(row + 1) * keys], scale);
+        }
+    });
+    FlexTensor::from_data(TensorData::new(out, x.shape()))
+}
+
+fn softmax_backward(probs: &FlexTensor, grad: &FlexTensor, scale: f32) -> FlexTensor {
+    let (p, g) = (contiguous(probs), contiguous(grad));
+    let shape = p.shape().to_vec();
+    let (ps, gs) = (f32s(&p), f32s(&g));
+    let mut out = vec![0.0f32; ps.len()];
+    let task = softmax_task(&shape);
+    out.par_chunks_mut(task)
+        .zip(ps.par_chunks(task))
+        .zip(gs.par_chunks(task))
+        .for_each(|((o, p), g)| softmax_grad_rows(o, p, g, shape[3], scale));
+    FlexTensor::from_data(TensorData::new(out, p.shape()))
+}
+
+arch::multiversion! {
+    /// `softmax(x · scale + bias)` of each row of `keys = bias.len()` entries.
+    fn softmax_rows(out: &mut [f32], x: &[f32], bias: &[f32], scale: f32) {
+        for (o, x) in out.chunks_exact_mut(bias.len()).zip(x.chunks_exact(bias.len())) {
+            let mut max = f32::MIN;
+            for ((o, &x), &b) in o.iter_mut().zip(x).zip(bias) {
+                *o = x * scale + b;
+                max = if *o > max { *o } else { max };
+            }
+            let mut sum = 0.0f32;
+            for o in o.iter_mut() {
+                *o = math::exp(*o - max);
+                sum += *o;
+            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|o| *o *= inv);
+        }
+    }
+}
+
+arch::multiversion! {
+    /// `dx = scale · p ⊙ (dp − Σ dp ⊙ p)`, row by row.
+    fn softmax_grad_rows(dx: &mut [f32], p: &[f32], dp: &[f32], keys: usize, scale: f32) {
+        for ((dx, p), dp) in dx.chunks_exact_mut(keys).zip(p.chunks_exact(keys)).zip(dp.chunks_exact(keys)) {
+            let dot: f32 = p.iter().zip(dp).map(|(p, d)| p * d).sum();
+            for ((dx, &p), &d) in dx.iter_mut().zip(p).zip(dp) {
+                *dx = scale * p * (d - dot);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use burn::tensor::{Device, Distribution};
@@ -360,5 +474,33 @@ mod tests {
             );
             f.assert_approx_eq::<f32>(&b, tol);
         }
+    }
+    /// The fused attention softmax and burn's scale + mask + softmax agree on the probabilities
+    /// and on the gradient of the scores, padded keys included.
+    #[test]
+    fn attention_probs_match_burns_softmax() {
+        let device = Device::flex().autodiff();
+        let (rows, heads, seq) = (3, 4, 9);
+        let scores = Tensor::<4>::random([rows, heads, seq, seq], Distribution::Normal(0.0, 4.0), &device);
+        assert!(scores.clone().try_into_primitive::<Autodiff<Flex>>().is_ok(), "the fused path must be the one tested");
+        let upstream = Tensor::<4>::random([rows, heads, seq, seq], Distribution::Normal(0.0, 1.0), &device);
+        // Row r keeps its first seq - 2r keys.
+        let bias: Vec<f32> = (0..rows * seq).map(|i| if i % seq < seq - 2 * (i / seq) { 0.0 } else { -1e9 }).collect();
+        let scale = 0.25;
+        let run = |fused: bool| {
+            let x = scores.clone().require_grad();
+            let y = if fused {
+                attention_probs(x.clone(), scale, &bias)
+            } else {
+                let b = Tensor::<1>::from_data(TensorData::new(bias.clone(), [rows * seq]), &device);
+                burn::tensor::activation::softmax(x.clone().mul_scalar(scale) + b.reshape([rows, 1, 1, seq]), 3)
+            };
+            let grads = (y.clone() * upstream.clone()).sum().backward();
+            (y.inner().into_data(), x.grad(&grads).map(|g| g.into_data()))
+        };
+        let (fused, burn) = (run(true), run(false));
+        let tol = burn::tensor::Tolerance::absolute(2e-6);
+        fused.0.assert_approx_eq::<f32>(&burn.0, tol);
+        fused.1.expect("fused grad").assert_approx_eq::<f32>(&burn.1.expect("burn grad"), tol);
     }
 }

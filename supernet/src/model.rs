@@ -12,11 +12,12 @@ use arch::{Arch, TaskHead};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
-use burn::tensor::activation::{softmax, tanh};
+use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::fused::{attention_probs, gelu, layer_norm};
 use crate::tokens::Batch;
 
 /// Errors of the supernet model.
@@ -343,7 +344,7 @@ impl Supernet {
 
         let mask = Tensor::<2>::from_data(TensorData::new(batch.mask.clone(), [rows, s]), &d);
         // Hugging Face's additive mask: a large negative bias on padded keys.
-        let bias = (mask.clone().neg() + 1.0).mul_scalar(-1e9).reshape([rows, 1, 1, s]);
+        let key_bias: Vec<f32> = batch.mask.iter().map(|&m| (1.0 - m) * -1e9).collect();
         let mut out = Output { logits: Tensor::zeros([1, 1], &d), hidden: vec![], attention: vec![] };
         for (l, layer) in self.encoder.layer.iter().take(arch.layers).enumerate() {
             let (heads, hd, f) = (arch.heads[l], arch.head_dim, arch.ffn[l]);
@@ -353,15 +354,14 @@ impl Supernet {
             let q = split(sliced(&sa.query, x.clone(), h, a));
             let k = split(sliced(&sa.key, x.clone(), h, a));
             let v = split(sliced(&sa.value, x.clone(), h, a));
-            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()) + bias.clone();
-            let probs = softmax(scores, 3);
+            let probs = attention_probs(q.matmul(k.swap_dims(2, 3)), 1.0 / (hd as f32).sqrt(), &key_bias);
             if mode.attention {
                 out.attention.push(probs.clone());
             }
             let ctx = drop.apply(probs).matmul(v).swap_dims(1, 2).reshape([tokens, a]);
             let ao = &layer.attention.output;
             let attn = self.norm(drop.apply(sliced(&ao.dense, ctx, a, h)) + x, &ao.layer_norm, h);
-            let inter = crate::fused::gelu(sliced(&layer.intermediate.dense, attn.clone(), h, f));
+            let inter = gelu(sliced(&layer.intermediate.dense, attn.clone(), h, f));
             let o = &layer.output;
             x = self.norm(drop.apply(sliced(&o.dense, inter, f, h)) + attn, &o.layer_norm, h);
             if mode.hidden {
@@ -389,7 +389,7 @@ impl Supernet {
             Some(b) => prefix(b.val(), 0, width),
             None => Tensor::zeros([width], &g.device()),
         };
-        crate::fused::layer_norm(x, g, b, self.eps)
+        layer_norm(x, g, b, self.eps)
     }
 }
 
