@@ -9,11 +9,13 @@
 //! burn's `AdamWState`, so optimizer checkpoints are interchangeable with burn's AdamW. Parameters
 //! on any other backend (wgpu) take burn's AdamW and clipping.
 
-use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
+use burn::backend::{Flex, TensorMetadata};
 use burn::grad_clipping::{GradientClipping, GradientClippingConfig};
 use burn::optim::{AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, ModuleOptimizer, Optimizer};
 use burn::tensor::{DType, Device, Tensor, TensorData};
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::fused::f32s;
@@ -66,22 +68,26 @@ impl Optimizer for FusedAdamW {
         state: Option<AdamWState<D>>,
     ) -> (Tensor<D>, Option<AdamWState<D>>) {
         let shape = tensor.shape();
-        let flex = |t: &Tensor<D>| t.clone().try_into_primitive::<Flex>().ok().filter(|p| p.dtype() == DType::F32);
-        let moments = state.as_ref().map(|s| (flex(&s.momentum.moment_1), flex(&s.momentum.moment_2)));
-        let (Some(p), Some(g)) = (flex(&tensor), flex(&grad)) else {
+        let on_flex = |t: &Tensor<D>| t.clone().try_into_primitive::<Flex>().is_ok_and(|p| p.dtype() == DType::F32);
+        let fused = on_flex(&tensor)
+            && on_flex(&grad)
+            && state.as_ref().is_none_or(|s| {
+                s.momentum.max_moment_2.is_none() && on_flex(&s.momentum.moment_1) && on_flex(&s.momentum.moment_2)
+            });
+        if !fused {
             return self.burn_step(lr, tensor, grad, state);
-        };
-        let (m, v, time) = match (moments, &state) {
-            (None, _) => (None, None, 1),
-            (Some((Some(m), Some(v))), Some(s)) if s.momentum.max_moment_2.is_none() => {
-                (Some(m), Some(v), s.momentum.time + 1)
-            }
-            _ => return self.burn_step(lr, tensor, grad, state),
-        };
-        let (p, g) = (contiguous(p), contiguous(g));
-        let (m, v) = (m.map(contiguous), v.map(contiguous));
+        }
+        let flex =
+            |t: Tensor<D>| contiguous(t.try_into_primitive::<Flex>().unwrap_or_else(|_| unreachable!("checked")));
+        let (p, g) = (flex(tensor), flex(grad));
         let (ps, gs) = (f32s(&p), f32s(&g));
         let n = ps.len();
+        // The moments are updated in place when this step owns them (the optimizer hands its state
+        // over), else copied.
+        let (mut m, mut v, time) = match state {
+            Some(s) => (owned(flex(s.momentum.moment_1)), owned(flex(s.momentum.moment_2)), s.momentum.time + 1),
+            None => (zeros(&p), zeros(&p), 1),
+        };
         let clip = match self.clip_norm {
             Some(threshold) => {
                 let norm = gs.par_chunks(CHUNK).map(sum_squares).sum::<f64>().sqrt() as f32;
@@ -100,28 +106,22 @@ impl Optimizer for FusedAdamW {
             decay: 1.0 - lr * self.weight_decay as f64,
             lr: lr as f32,
         };
-        let (mut p_new, mut m_new, mut v_new) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
-        let zeros;
-        let (ms, vs) = match (&m, &v) {
-            (Some(m), Some(v)) => (f32s(m), f32s(v)),
-            _ => {
-                zeros = vec![0.0f32; n];
-                (&zeros[..], &zeros[..])
-            }
-        };
-        p_new
+        let mut p_new = Vec::with_capacity(n);
+        p_new.spare_capacity_mut()[..n]
             .par_chunks_mut(CHUNK)
-            .zip(m_new.par_chunks_mut(CHUNK))
-            .zip(v_new.par_chunks_mut(CHUNK))
+            .zip(m.storage_mut::<f32>()[..n].par_chunks_mut(CHUNK))
+            .zip(v.storage_mut::<f32>()[..n].par_chunks_mut(CHUNK))
             .enumerate()
             .for_each(|(i, ((po, mo), vo))| {
                 let r = i * CHUNK..(i * CHUNK + po.len());
-                update(po, mo, vo, &ps[r.clone()], &gs[r.clone()], &ms[r.clone()], &vs[r], step);
+                update(po, mo, vo, &ps[r.clone()], &gs[r], step);
             });
-        let wrap = |data: Vec<f32>| {
-            Tensor::<D>::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(data, shape.clone())))
-        };
-        let momentum = AdaptiveMomentumState::new(time, wrap(m_new), wrap(v_new));
+        // SAFETY: `update` wrote every element of every chunk (it panics on a chunk it cannot fill,
+        // before this line), and the chunks cover `..n`.
+        unsafe { p_new.set_len(n) };
+        let wrap = |t: FlexTensor| Tensor::<D>::from_primitive::<Flex>(t);
+        let p_new = FlexTensor::from_data(TensorData::new(p_new, shape));
+        let momentum = AdaptiveMomentumState::new(time, wrap(m), wrap(v));
         (wrap(p_new), Some(AdamWState::new(momentum)))
     }
 
@@ -169,24 +169,37 @@ fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() }
 }
 
+/// A contiguous tensor whose storage this step may write: `t` itself when nothing else holds its
+/// buffer and the buffer is exactly its elements, otherwise a copy.
+fn owned(t: FlexTensor) -> FlexTensor {
+    let exact = t.as_slice::<f32>().is_some_and(|s| s.len() == t.storage::<f32>().len());
+    if t.is_unique() && exact { t } else { FlexTensor::from_data(TensorData::new(f32s(&t).to_vec(), t.shape())) }
+}
+
+/// Zeros of the shape of `like` (the moments before the first step).
+fn zeros(like: &FlexTensor) -> FlexTensor {
+    FlexTensor::zeros(like.shape(), DType::F32)
+}
+
 /// Σ x² in f64 (the clipping norm of a large parameter without the drift of an f32 sum).
 fn sum_squares(xs: &[f32]) -> f64 {
     xs.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
 }
 
 arch::multiversion! {
-    /// One AdamW step over a chunk: new moments, then the decayed parameter minus the step.
-    fn update(p_out: &mut [f32], m_out: &mut [f32], v_out: &mut [f32], p: &[f32], g: &[f32], m: &[f32], v: &[f32], s: Step) {
+    /// One AdamW step over a chunk: the moments `m` and `v` updated in place, the decayed
+    /// parameter minus the step written to `p_out`, every element of it.
+    fn update(p_out: &mut [MaybeUninit<f32>], m: &mut [f32], v: &mut [f32], p: &[f32], g: &[f32], s: Step) {
         let (f1, f2) = (1.0 - s.beta_1, 1.0 - s.beta_2);
         let decay = s.decay as f32;
-        for i in 0..p.len() {
+        let n = p_out.len();
+        let (m, v, p, g) = (&mut m[..n], &mut v[..n], &p[..n], &g[..n]);
+        for i in 0..n {
             let g = g[i] * s.clip;
-            let m = m[i] * s.beta_1 + g * f1;
-            let v = v[i] * s.beta_2 + g * g * f2;
-            let delta = (m / s.correction_1) / ((v / s.correction_2).sqrt() + s.epsilon);
-            m_out[i] = m;
-            v_out[i] = v;
-            p_out[i] = p[i] * decay - delta * s.lr;
+            m[i] = m[i] * s.beta_1 + g * f1;
+            v[i] = v[i] * s.beta_2 + g * g * f2;
+            let delta = (m[i] / s.correction_1) / ((v[i] / s.correction_2).sqrt() + s.epsilon);
+            p_out[i].write(p[i] * decay - delta * s.lr);
         }
     }
 }
