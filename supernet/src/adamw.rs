@@ -90,7 +90,10 @@ impl Optimizer for FusedAdamW {
         };
         let clip = match self.clip_norm {
             Some(threshold) => {
-                let norm = gs.par_chunks(CHUNK).map(sum_squares).sum::<f64>().sqrt() as f32;
+                // Chunk sums added in order: the same norm whatever the threads did (a resumed run
+                // repeats the uninterrupted one bit for bit).
+                let sums: Vec<f64> = gs.par_chunks(CHUNK).map(sum_squares).collect();
+                let norm = sums.iter().sum::<f64>().sqrt() as f32;
                 (threshold / (norm + f32::MIN_POSITIVE)).min(1.0)
             }
             None => 1.0,
