@@ -4,12 +4,13 @@
 //! burn 0.22's flex backend runs elementwise work on one thread while the other cores wait, GELU
 //! and its gradient element by element with libm's scalar `erff`, and LayerNorm and softmax as
 //! chains of primitive ops (mean, variance, subtract, divide, scale, shift; max, exp, sum,
-//! divide), each a pass over memory with its own node in the autodiff graph: training the SST-2 teacher spent about a quarter of its
-//! wall time in GELU alone (BENCHMARKS.md, "Training throughput against PyTorch"). Here each op's
-//! forward and backward are one vectorisable pass (GELU on [`arch::math`]) split across rayon's
-//! threads, registered with burn's autodiff as one op (burn's backend-extension route: tensors
-//! are downcast to their `Autodiff<Flex>` primitives). Tensors on any other backend (wgpu) take
-//! burn's own ops.
+//! divide), each a pass over memory with its own node in the autodiff graph: training the SST-2
+//! teacher spent about a quarter of its wall time in GELU alone (BENCHMARKS.md, "Training
+//! throughput against PyTorch"). Here each op's forward and backward are one vectorisable pass
+//! (GELU on [`arch::math`]) split across rayon's threads, registered with burn's autodiff as one
+//! op (burn's backend-extension route: tensors are downcast to their `Autodiff<Flex>` primitives).
+//! f32 tensors on flex, with or without autodiff (its default strategy, no checkpointing), take
+//! these kernels; any other tensor (wgpu, other dtypes) takes burn's own ops.
 
 use arch::math;
 use burn::backend::TensorMetadata;
@@ -29,7 +30,9 @@ const CHUNK: usize = 1 << 14;
 /// BERT's exact GELU, `x · Φ(x)`, differentiable; the same function as
 /// `burn::tensor::activation::gelu` to within a few ulp.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if let Ok(t) = x.clone().try_into_primitive::<Autodiff<Flex>>() {
+    if let Ok(t) = x.clone().try_into_primitive::<Autodiff<Flex>>()
+        && t.primitive().dtype() == DType::F32
+    {
         return Tensor::from_primitive::<Autodiff<Flex>>(gelu_tracked(t));
     }
     if let Ok(t) = x.clone().try_into_primitive::<Flex>()
@@ -55,12 +58,6 @@ fn gelu_tracked(x: FloatTensor<Autodiff<Flex>>) -> FloatTensor<Autodiff<Flex>> {
         }
     }
 
-    if x.primitive().dtype() != DType::F32 {
-        // Only f32 has a kernel here; anything else takes burn's path, autodiff included.
-        let t = Tensor::<1>::from_primitive::<Autodiff<Flex>>(x);
-        let y = burn::tensor::activation::gelu(t);
-        return y.try_into_primitive::<Autodiff<Flex>>().unwrap_or_else(|_| unreachable!("same backend"));
-    }
     let input = x.primitive().clone();
     match Gelu.prepare::<NoCheckpointing>([x.node()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
@@ -74,13 +71,13 @@ fn gelu_tracked(x: FloatTensor<Autodiff<Flex>>) -> FloatTensor<Autodiff<Flex>> {
 /// `gelu(x)` when `grad` is `None`; `grad · gelu'(x)` otherwise (same shape as `x`).
 fn map(x: &FlexTensor, grad: Option<&FlexTensor>) -> FlexTensor {
     let x = contiguous(x);
-    let xs = x.as_slice::<f32>().unwrap_or_else(|| unreachable!("contiguous f32"));
+    let xs = f32s(&x);
     let mut out = vec![0.0f32; xs.len()];
     match grad {
         None => out.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(o, x)| forward(o, x)),
         Some(g) => {
             let g = contiguous(g);
-            let gs = g.as_slice::<f32>().unwrap_or_else(|| unreachable!("contiguous f32"));
+            let gs = f32s(&g);
             out.par_chunks_mut(CHUNK)
                 .zip(xs.par_chunks(CHUNK))
                 .zip(gs.par_chunks(CHUNK))
