@@ -3,11 +3,12 @@
 //! burn's AdamW updates a parameter with a dozen tensor ops (two moments, their bias corrections,
 //! a square root, a division, the decay, the step) and its norm clipping with four more, each a
 //! pass over memory on one thread: in SST-2 teacher training that was 15 % of the wall time once
-//! GELU and LayerNorm were fused ([`crate::fused`]). Here the clipping norm is one parallel
-//! reduction and the update one parallel pass that reads the parameter, its gradient and both
-//! moments and writes the three new tensors. The arithmetic is burn's, in its order; the state is
-//! burn's `AdamWState`, so optimizer checkpoints are interchangeable with burn's AdamW. Parameters
-//! on any other backend (wgpu) take burn's AdamW and clipping.
+//! GELU and LayerNorm were fused (the crate's `fused` module). Here the clipping norm is one
+//! parallel reduction and the update one parallel pass that reads the parameter and its gradient,
+//! updates both moments in place and writes the new parameter. The arithmetic is burn's, in its
+//! order; the state is burn's `AdamWState`, so optimizer checkpoints are interchangeable with
+//! burn's AdamW. Parameters on any other backend (wgpu), or not in f32, take burn's AdamW and
+//! clipping.
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Flex, TensorMetadata};
@@ -68,24 +69,34 @@ impl Optimizer for FusedAdamW {
         state: Option<AdamWState<D>>,
     ) -> (Tensor<D>, Option<AdamWState<D>>) {
         let shape = tensor.shape();
-        let on_flex = |t: &Tensor<D>| t.clone().try_into_primitive::<Flex>().is_ok_and(|p| p.dtype() == DType::F32);
-        let fused = on_flex(&tensor)
-            && on_flex(&grad)
-            && state.as_ref().is_none_or(|s| {
-                s.momentum.max_moment_2.is_none() && on_flex(&s.momentum.moment_1) && on_flex(&s.momentum.moment_2)
-            });
-        if !fused {
-            return self.burn_step(lr, tensor, grad, state);
-        }
-        let flex =
-            |t: Tensor<D>| contiguous(t.try_into_primitive::<Flex>().unwrap_or_else(|_| unreachable!("checked")));
-        let (p, g) = (flex(tensor), flex(grad));
+        let flex = |t: &Tensor<D>| t.clone().try_into_primitive::<Flex>().ok().filter(|p| p.dtype() == DType::F32);
+        let moments = match &state {
+            None => Some(None),
+            Some(s) if s.momentum.max_moment_2.is_none() => {
+                match (flex(&s.momentum.moment_1), flex(&s.momentum.moment_2)) {
+                    (Some(m), Some(v)) => Some(Some((m, v, s.momentum.time))),
+                    _ => None,
+                }
+            }
+            Some(_) => None,
+        };
+        let (Some(p), Some(g), Some(moments)) = (flex(&tensor), flex(&grad), moments) else {
+            // Not f32 on flex (or AMSGrad state): burn's clipping and AdamW.
+            let (adamw, clipping) = &self.fallback;
+            let grad = match clipping {
+                Some(c) => c.clip_gradient(grad),
+                None => grad,
+            };
+            return adamw.step(lr, tensor, grad, state);
+        };
+        // The state handed over by the optimizer is dropped here, so that the moments' buffers are
+        // this step's alone and are updated in place (else `owned` copies them).
+        drop(state);
+        let (p, g) = (contiguous(p), contiguous(g));
         let (ps, gs) = (f32s(&p), f32s(&g));
         let n = ps.len();
-        // The moments are updated in place when this step owns them (the optimizer hands its state
-        // over), else copied.
-        let (mut m, mut v, time) = match state {
-            Some(s) => (owned(flex(s.momentum.moment_1)), owned(flex(s.momentum.moment_2)), s.momentum.time + 1),
+        let (mut m, mut v, time) = match moments {
+            Some((m, v, time)) => (owned(m), owned(v), time + 1),
             None => (zeros(&p), zeros(&p), 1),
         };
         let clip = match self.clip_norm {
@@ -133,24 +144,6 @@ impl Optimizer for FusedAdamW {
     }
 }
 
-impl FusedAdamW {
-    /// burn's clipping and AdamW step.
-    fn burn_step<const D: usize>(
-        &self,
-        lr: f64,
-        tensor: Tensor<D>,
-        grad: Tensor<D>,
-        state: Option<AdamWState<D>>,
-    ) -> (Tensor<D>, Option<AdamWState<D>>) {
-        let (adamw, clipping) = &self.fallback;
-        let grad = match clipping {
-            Some(c) => c.clip_gradient(grad),
-            None => grad,
-        };
-        adamw.step(lr, tensor, grad, state)
-    }
-}
-
 /// The scalars of one parameter's update.
 #[derive(Clone, Copy)]
 struct Step {
@@ -175,7 +168,8 @@ fn contiguous(t: FlexTensor) -> FlexTensor {
 /// A contiguous tensor whose storage this step may write: `t` itself when nothing else holds its
 /// buffer and the buffer is exactly its elements, otherwise a copy.
 fn owned(t: FlexTensor) -> FlexTensor {
-    let exact = t.as_slice::<f32>().is_some_and(|s| s.len() == t.storage::<f32>().len());
+    let t = contiguous(t);
+    let exact = f32s(&t).len() == t.storage::<f32>().len();
     if t.is_unique() && exact { t } else { FlexTensor::from_data(TensorData::new(f32s(&t).to_vec(), t.shape())) }
 }
 

@@ -11,7 +11,7 @@ pub mod average;
 pub mod data;
 pub mod eval;
 pub mod export;
-pub mod fused;
+mod fused;
 mod model;
 pub mod reorder;
 pub mod teacher;
