@@ -18,20 +18,20 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
-/// Function multiversioning: defines `pub fn name(args)` whose body runs under
+/// Function multiversioning: defines `fn name(args) [-> T]` whose body runs under
 /// `#[target_feature(enable = "avx2,fma")]` when the CPU allows, and as baseline code otherwise.
 /// Plain loops over `chunks_exact(8)` with lane arrays vectorise well in both.
 #[macro_export]
 macro_rules! multiversion {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body($($arg: $ty),*) $body
+            fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) {
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
                 if $crate::math::has_avx2_fma() {
