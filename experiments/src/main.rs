@@ -37,6 +37,7 @@ enum Command {
     Train(cmd::train::TrainArgs),
     Eval(cmd::train::EvalArgs),
     Export(cmd::train::ExportArgs),
+    Soup(cmd::train::SoupArgs),
 }
 
 /// Keeps freed tensor buffers in the process instead of returning them to the kernel: burn
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::train(args),
         Command::Eval(args) => cmd::train::eval(args),
         Command::Export(args) => cmd::train::export_cmd(args),
+        Command::Soup(args) => cmd::train::soup_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

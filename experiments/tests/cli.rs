@@ -448,6 +448,23 @@ fn train_eval_export_on_a_slice_then_bad_input_fails_cleanly() {
         "{config}"
     );
 
+    // The soup of a model with itself is that model and scores as it does; models of two
+    // architectures are refused, naming the file that differs, and nothing is written.
+    let (soup, m) = (dir.join("soup"), model.to_str().unwrap());
+    let out = canao(&["soup", "--model", m, "--model", m, "--out", soup.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = canao(&["eval", "--data", data, "--supernet", soup.to_str().unwrap(), "--arch", full, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let acc = last_json(&out)["results"][0]["metrics"]["accuracy"].as_f64().unwrap();
+    let dev = result["dev"].as_f64().unwrap();
+    assert!((acc - dev).abs() <= 1.5 / 872.0, "the soup scores {acc}, the model {dev}");
+    let bad_soup = dir.join("bad-soup");
+    let out =
+        canao(&["soup", "--model", m, "--model", exported.to_str().unwrap(), "--out", bad_soup.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("export/config.json") && err.contains("differs"), "{err}");
+    assert!(!bad_soup.exists());
+
     // Bad input: one clear error, exit ≠ 0, nothing half-written.
     let out = canao(&["eval", "--data", data, "--supernet", run_s, "--arch", "L8-H384-A12-F1536-D32"]);
     assert!(
@@ -637,7 +654,7 @@ fn run_goes_end_to_end_then_reuses_and_redoes_stages() {
         "--out",
         dir.to_str().unwrap(),
     ]);
-    assert!(!out2.status.success() && stderr(&out2).contains("not an earlier export"), "{}", stderr(&out2));
+    assert!(!out2.status.success() && stderr(&out2).contains("not an earlier model folder"), "{}", stderr(&out2));
     assert!(file.is_file());
 
     // Unknown fields are refused with the file and the field.

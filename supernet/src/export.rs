@@ -99,28 +99,39 @@ pub fn export(net: &Supernet, arch: &Arch, tokenizer: &Path, out: &Path) -> Resu
     let tensors = subnet_tensors(net, &arch)?;
     let mut config = HfConfig::from_arch(&arch);
     config.layer_norm_eps = net.eps;
+    write_model_dir(out, &safetensors_bytes(&tensors)?, &config.to_json(), tokenizer)
+}
+
+/// Writes a Hugging Face model folder (`model.safetensors`, `config.json`, a copy of `tokenizer`)
+/// to `out` through a temporary folder and a rename: a failure leaves no half-written folder.
+/// Only an earlier model folder (or an empty folder) at `out` is replaced, never an unrelated one.
+pub(crate) fn write_model_dir(out: &Path, weights: &[u8], config: &str, tokenizer: &Path) -> Result<(), ModelError> {
     let err = |path: &Path, e: std::io::Error| ModelError::Load { path: path.to_path_buf(), message: e.to_string() };
     let refuse = |why: &str| ModelError::Load { path: out.to_path_buf(), message: why.into() };
     let Some(name) = out.file_name().map(|n| n.to_string_lossy().to_string()) else {
-        return Err(refuse("not a folder name to export to"));
+        return Err(refuse("not a folder name to write a model to"));
     };
-    // Only an earlier export (or an empty folder) is replaced, never an unrelated folder.
     if out.exists() {
         let earlier = out.join("config.json").is_file() && out.join("model.safetensors").is_file();
         let empty = std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
         if !earlier && !empty {
-            return Err(refuse("exists and is not an earlier export: choose another folder"));
+            return Err(refuse("exists and is not an earlier model folder: choose another folder"));
         }
     }
     let tmp = out.with_file_name(format!(".{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
-    std::fs::write(tmp.join("model.safetensors"), safetensors_bytes(&tensors)?).map_err(|e| err(&tmp, e))?;
-    std::fs::write(tmp.join("config.json"), config.to_json()).map_err(|e| err(&tmp, e))?;
-    std::fs::copy(tokenizer, tmp.join("tokenizer.json")).map_err(|e| err(tokenizer, e))?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| err(out, e))?;
+    let written = (|| {
+        std::fs::write(tmp.join("model.safetensors"), weights).map_err(|e| err(&tmp, e))?;
+        std::fs::write(tmp.join("config.json"), config).map_err(|e| err(&tmp, e))?;
+        std::fs::copy(tokenizer, tmp.join("tokenizer.json")).map_err(|e| err(tokenizer, e))?;
+        if out.exists() {
+            std::fs::remove_dir_all(out).map_err(|e| err(out, e))?;
+        }
+        std::fs::rename(&tmp, out).map_err(|e| err(out, e))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
     }
-    std::fs::rename(&tmp, out).map_err(|e| err(out, e))?;
-    Ok(())
+    written
 }

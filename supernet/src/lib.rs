@@ -2,7 +2,8 @@
 //! device chosen at run time): the data sets and their tokenization, the weight-sharing
 //! [`Supernet`] whose forward runs any [`arch::Arch`] by slicing shared parameters, the teacher's
 //! fine-tuning and the supernet's training (sandwich rule, knowledge distillation), evaluation of
-//! an arch with inherited weights, and export of a subnet as a standalone checkpoint.
+//! an arch with inherited weights, export of a subnet as a standalone checkpoint, and uniform
+//! soups (weight averages) of fine-tuned models.
 //!
 //! This crate must not know the latency models or the compiler's internals.
 
@@ -14,6 +15,7 @@ pub mod export;
 mod fused;
 mod model;
 pub mod reorder;
+pub mod soup;
 pub mod teacher;
 pub mod tokens;
 pub mod train;

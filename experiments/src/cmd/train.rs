@@ -62,6 +62,10 @@ pub struct TrainArgs {
     lr: Option<f64>,
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Seed of the run (data order, dropout, a fresh head, sampled subnets): runs that differ
+    /// only in it measure the spread of a recipe, or make the ingredients of a `canao soup`.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Keep a moving average of the weights with this decay per step (e.g. 0.999) and keep the
     /// average as the trained model.
     #[arg(long)]
@@ -141,6 +145,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     if let Some(v) = args.batch_size {
         config.batch_size = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
     }
     if args.limit.is_some() {
         config.limit = args.limit;
@@ -491,6 +498,39 @@ pub fn export_cmd(args: ExportArgs) -> Result<()> {
     let arch = parse_arch(&args.arch, None)?;
     export(&net, &arch, &tokenizer, &args.out)?;
     println!("exported {arch} to {}", args.out.display());
+    Ok(())
+}
+
+/// Average the weights of several fine-tuned models of one architecture into one model (a
+/// uniform model soup, Wortsman et al. 2022).
+///
+/// Models fine-tuned from the same pretrained checkpoint (other learning rates, epochs, seeds)
+/// usually lie in one basin, where their mean scores at least as well as most of them, at the
+/// cost of one model. Every model weighs the same; none is chosen by its dev score. The soup is a
+/// model folder like the ingredients: `canao eval --supernet OUT`, or phase two's `--from OUT`.
+#[derive(Debug, clap::Args)]
+pub struct SoupArgs {
+    /// A model folder (config.json, model.safetensors, tokenizer.json), e.g. a `canao train` run's
+    /// `model/`; repeat for each ingredient (at least two, of one architecture).
+    #[arg(long = "model", required = true)]
+    models: Vec<PathBuf>,
+    /// Output folder (replaced as a whole when it holds an earlier model).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn soup_cmd(args: SoupArgs) -> Result<()> {
+    let made = supernet::soup::soup(&args.models, &args.out)?;
+    println!(
+        "averaged {} models ({} tensors, {} parameters) into {}",
+        made.models,
+        made.tensors,
+        made.parameters,
+        args.out.display()
+    );
+    for (dir, distance) in args.models.iter().zip(&made.distances) {
+        println!("  {}: L2 distance to the soup {distance:.3}", dir.display());
+    }
     Ok(())
 }
 
