@@ -10,6 +10,13 @@ windows of 50 batches, batches shuffled), the same optimizer (AdamW, lr 5e-5, we
 eps 1e-8, gradient-norm clipping at 1) and the same thread count. Tokens are real (unpadded)
 tokens, as canao counts them. Reported: the median over steps of tokens per second, measured in
 windows of 10 steps after 5 warm-up steps.
+
+    train_torch.py --teacher DIR --epochs 2 [--lr 5e-5] [--warmup 0.06] [--eval-every 500] [--seed 17]
+
+With `--epochs`, a whole fine-tuning run instead, as `canao train --phase teacher` does it but in
+`transformers` (BERT's dropout 0.1 on hidden states and attention probabilities, a fresh head,
+linear warm-up then linear decay to zero, the batches shuffled again each epoch): the SST-2 dev
+accuracy every `--eval-every` steps and at the end, the reference for canao's teacher score.
 """
 import argparse, json, os, random, statistics, sys, time
 
@@ -22,6 +29,11 @@ def main():
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--epochs", type=float, help="a whole fine-tuning run with dev evaluations")
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--warmup", type=float, default=0.06)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=17)
     a = ap.parse_args()
 
     import torch
@@ -36,28 +48,38 @@ def main():
     rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(a.data, "glue/SST-2/train.tsv"), encoding="utf-8")][1:]
     encs = tok.encode_batch([r[0] for r in rows])
     labels = [int(r[1]) for r in rows]
-    order = list(range(len(encs)))
-    random.Random(17).shuffle(order)
-    window = a.batch_size * 50
-    batches = []
-    for w in range(0, len(order), window):
-        chunk = sorted(order[w:w + window], key=lambda i: len(encs[i].ids))
-        batches += [chunk[i:i + a.batch_size] for i in range(0, len(chunk), a.batch_size)]
-    random.Random(18).shuffle(batches)
+    def epoch_batches(seed):
+        order = list(range(len(encs)))
+        random.Random(seed).shuffle(order)
+        window = a.batch_size * 50
+        batches = []
+        for w in range(0, len(order), window):
+            chunk = sorted(order[w:w + window], key=lambda i: len(encs[i].ids))
+            batches += [chunk[i:i + a.batch_size] for i in range(0, len(chunk), a.batch_size)]
+        random.Random(seed + 1).shuffle(batches)
+        return batches
 
-    model = BertForSequenceClassification.from_pretrained(a.teacher, num_labels=2, attn_implementation="eager")
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01, eps=1e-8)
-    rates, tokens, t0 = [], 0, None
-    for step in range(a.steps + 5):
-        idx = batches[step]
-        seq = max(len(encs[i].ids) for i in idx)
+    def tensors(idx, ids_of):
+        seq = max(len(ids_of(i)) for i in idx)
         ids = torch.zeros(len(idx), seq, dtype=torch.long)
         mask = torch.zeros(len(idx), seq, dtype=torch.long)
         for r, i in enumerate(idx):
-            n = len(encs[i].ids)
-            ids[r, :n] = torch.tensor(encs[i].ids)
+            n = len(ids_of(i))
+            ids[r, :n] = torch.tensor(ids_of(i))
             mask[r, :n] = 1
+        return ids, mask
+
+    model = BertForSequenceClassification.from_pretrained(a.teacher, num_labels=2, attn_implementation="eager")
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01, eps=1e-8)
+    if a.epochs:
+        finetune(a, torch, tok, model, opt, encs, labels, epoch_batches, tensors)
+        return
+    batches = epoch_batches(17)
+    rates, tokens, t0 = [], 0, None
+    for step in range(a.steps + 5):
+        idx = batches[step]
+        ids, mask = tensors(idx, lambda i: encs[i].ids)
         y = torch.tensor([labels[i] for i in idx])
         if step == 5:
             t0, tokens = time.perf_counter(), 0
@@ -79,6 +101,55 @@ def main():
                           "median_tokens_per_s": med, "windows": rates}))
     else:
         print(f"{med:.0f}")
+
+
+def finetune(a, torch, tok, model, opt, encs, labels, epoch_batches, tensors):
+    """A whole fine-tuning run: warm-up and linear decay, dev accuracy on the way and at the end."""
+    torch.manual_seed(a.seed)
+    per_epoch = len(epoch_batches(a.seed))
+    total = int(per_epoch * a.epochs + 0.5)
+    warm = max(1, int(total * a.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / (total - warm)))
+    dev = [l.rstrip("\n").split("\t") for l in open(os.path.join(a.data, "glue/SST-2/dev.tsv"), encoding="utf-8")][1:]
+    dev_encs = tok.encode_batch([r[0] for r in dev])
+    dev_labels = torch.tensor([int(r[1]) for r in dev])
+
+    def accuracy():
+        model.eval()
+        right = 0
+        with torch.no_grad():
+            for b in range(0, len(dev_encs), 128):
+                idx = list(range(b, min(b + 128, len(dev_encs))))
+                ids, mask = tensors(idx, lambda i: dev_encs[i].ids)
+                logits = model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).logits
+                right += int((logits.argmax(-1) == dev_labels[b:b + len(idx)]).sum())
+        model.train()
+        return right / len(dev_encs)
+
+    history, step, epoch, t0 = [], 0, 0, time.perf_counter()
+    while step < total:
+        for idx in epoch_batches(a.seed + 2 * epoch):
+            if step == total:
+                break
+            ids, mask = tensors(idx, lambda i: encs[i].ids)
+            y = torch.tensor([labels[i] for i in idx])
+            out = model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids), labels=y)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            step += 1
+            if step % a.eval_every == 0 or step == total:
+                acc = accuracy()
+                history.append({"step": step, "dev_accuracy": acc})
+                print(f"step {step}/{total}: dev accuracy {acc:.4f} ({time.perf_counter() - t0:.0f} s)",
+                      file=sys.stderr, flush=True)
+        epoch += 1
+    result = {"torch": torch.__version__, "threads": a.threads, "epochs": a.epochs, "lr": a.lr, "seed": a.seed,
+              "steps": total, "dev_accuracy": history[-1]["dev_accuracy"], "history": history}
+    print(json.dumps(result) if a.json else f"dev accuracy {result['dev_accuracy']:.4f}")
 
 
 if __name__ == "__main__":
