@@ -38,6 +38,14 @@ pub fn soup(models: &[PathBuf], out: &Path) -> Result<Soup, ModelError> {
     if rest.is_empty() {
         return Err(ModelError::Input(format!("a soup needs at least two models, got only {}", first.display())));
     }
+    if let Ok(target) = out.canonicalize()
+        && models.iter().any(|dir| dir.canonicalize().is_ok_and(|dir| dir == target))
+    {
+        return Err(ModelError::Load {
+            path: out.to_path_buf(),
+            message: "is one of the models: write the soup to another folder".into(),
+        });
+    }
     let read = |path: PathBuf| std::fs::read(&path).map_err(|e| ModelError::Load { path, message: e.to_string() });
     let config = read(first.join("config.json"))?;
     let tokenizer = read(first.join("tokenizer.json"))?;
@@ -209,6 +217,9 @@ mod tests {
         std::fs::write(other.join("config.json"), "{\"hidden_size\": 3}").unwrap();
         let err = soup(&[base.clone(), other.clone()], &tmp.path().join("s")).unwrap_err().to_string();
         assert!(err.contains("config.json") && err.contains("differs"), "{err}");
+
+        let err = soup(&[base.clone(), other.clone()], &base).unwrap_err().to_string();
+        assert!(err.contains("one of the models") && base.join("model.safetensors").is_file(), "{err}");
 
         let err = soup(std::slice::from_ref(&base), &tmp.path().join("s")).unwrap_err().to_string();
         assert!(err.contains("at least two"), "{err}");
