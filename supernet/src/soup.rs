@@ -72,20 +72,7 @@ pub fn soup(models: &[PathBuf], out: &Path) -> Result<Soup, ModelError> {
                 .map_err(|e| ModelError::Load { path: dir.join("model.safetensors"), message: e.to_string() })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let tensors = mean_tensors(&parsed, models)?;
-    let distances = parsed
-        .iter()
-        .map(|model| {
-            let squares: f64 = tensors
-                .iter()
-                .map(|(name, _, mean)| {
-                    let values = f32_values(model, name).unwrap_or_default();
-                    values.iter().zip(mean).map(|(&v, &m)| f64::from(v - m).powi(2)).sum::<f64>()
-                })
-                .sum();
-            squares.sqrt()
-        })
-        .collect();
+    let (tensors, distances) = mean_tensors(&parsed, models)?;
     let summary = Soup {
         models: models.len(),
         tensors: tensors.len(),
@@ -97,9 +84,9 @@ pub fn soup(models: &[PathBuf], out: &Path) -> Result<Soup, ModelError> {
     Ok(summary)
 }
 
-/// The element-wise mean of every tensor, by name; each model must hold the same names, shapes
-/// and dtype (f32) as the first.
-fn mean_tensors(models: &[SafeTensors<'_>], dirs: &[PathBuf]) -> Result<Vec<Named>, ModelError> {
+/// The element-wise mean of every tensor, by name, and each model's L2 distance to it; each model
+/// must hold the same names, shapes and dtype (f32) as the first.
+fn mean_tensors(models: &[SafeTensors<'_>], dirs: &[PathBuf]) -> Result<(Vec<Named>, Vec<f64>), ModelError> {
     let file = |i: usize| dirs[i].join("model.safetensors");
     let bad = |i: usize, message: String| ModelError::Load { path: file(i), message };
     let shapes: BTreeMap<String, Vec<usize>> =
@@ -125,17 +112,24 @@ fn mean_tensors(models: &[SafeTensors<'_>], dirs: &[PathBuf]) -> Result<Vec<Name
         }
     }
     let scale = 1.0 / models.len() as f64;
-    shapes
-        .into_iter()
-        .map(|(name, shape)| {
-            let mut sum = vec![0.0f64; shape.iter().product()];
-            for (i, model) in models.iter().enumerate() {
-                let values = f32_values(model, &name).ok_or_else(|| bad(i, format!("tensor `{name}` unreadable")))?;
-                sum.iter_mut().zip(values).for_each(|(s, v)| *s += f64::from(v));
-            }
-            Ok((name, shape, sum.into_iter().map(|s| (s * scale) as f32).collect()))
-        })
-        .collect()
+    let mut squares = vec![0.0f64; models.len()];
+    let mut tensors = Vec::with_capacity(shapes.len());
+    for (name, shape) in shapes {
+        // Each model's values decoded once, for the mean and then for its distance to it.
+        let values = (0..models.len())
+            .map(|i| f32_values(&models[i], &name).ok_or_else(|| bad(i, format!("tensor `{name}` unreadable"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut sum = vec![0.0f64; shape.iter().product()];
+        for v in &values {
+            sum.iter_mut().zip(v).for_each(|(s, &v)| *s += f64::from(v));
+        }
+        let mean: Vec<f32> = sum.into_iter().map(|s| (s * scale) as f32).collect();
+        for (sq, v) in squares.iter_mut().zip(&values) {
+            *sq += v.iter().zip(&mean).map(|(&v, &m)| f64::from(v - m).powi(2)).sum::<f64>();
+        }
+        tensors.push((name, shape, mean));
+    }
+    Ok((tensors, squares.into_iter().map(f64::sqrt).collect()))
 }
 
 /// The values of an f32 tensor (little-endian bytes, as safetensors stores them).
