@@ -273,7 +273,7 @@ pub fn data_importance_order(net: &Supernet, task: Task, batches: &[Batch]) -> R
     let mut neurons: Vec<Vec<f64>> = max.ffn.iter().map(|&f| vec![0.0; f]).collect();
     for batch in batches {
         let logits = net.forward(batch, max, Mode::default())?.logits;
-        let grads = crate::train::task_loss(task, logits, &batch.labels).backward();
+        let grads = crate::train::task_loss(task, logits, &batch.labels, 0.0).backward();
         // Σ w · ∂L/∂w per row of a `[rows, cols]` weight: the derivative by a mask on each row.
         let row_sums = |w: Tensor<2>| -> Result<Vec<f64>, ModelError> {
             let g = w.grad(&grads).ok_or_else(|| ModelError::Input("a weight has no gradient".into()))?;

@@ -127,6 +127,10 @@ pub struct TrainConfig {
     pub max_len: usize,
     /// Dropout of the trained model (BERT's 0.1); the teacher of phase two runs without.
     pub dropout: f64,
+    /// Label smoothing of the hard-label cross-entropy (Szegedy et al. 2016): the target puts
+    /// `1 - ε` on the label and spreads `ε` evenly over all classes; 0: plain one-hot targets.
+    /// Phase one's loss, and phase two's hard-label term when it has one.
+    pub label_smoothing: f64,
     pub seed: u64,
     /// Steps between checkpoints (0: only at the end).
     pub checkpoint_every: usize,
@@ -155,6 +159,7 @@ impl Default for TrainConfig {
             clip_norm: 1.0,
             max_len: 128,
             dropout: 0.1,
+            label_smoothing: 0.0,
             seed: 17,
             checkpoint_every: 500,
             eval_every: 0,
@@ -179,6 +184,9 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("`dropout` must be in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("`label_smoothing` must be in [0, 1)");
         }
         if self.ema.is_some_and(|d| !(d > 0.0 && d < 1.0)) {
             return bad("`ema` must be in (0, 1)");
@@ -469,7 +477,7 @@ impl Trainer {
         let train = Mode { dropout: self.config.dropout, seed, ..Mode::default() };
         let Some(sandwich) = self.config.sandwich.clone() else {
             let out = self.model.forward(batch, &self.model.max, train)?;
-            let loss = task_loss(task, out.logits, &batch.labels);
+            let loss = task_loss(task, out.logits, &batch.labels, self.config.label_smoothing);
             let value = scalar(&loss);
             return Ok((vec![value], GradientsParams::from_grads(loss.mul_scalar(share).backward(), &self.model)));
         };
@@ -496,7 +504,8 @@ impl Trainer {
             arch.task = self.model.max.task;
             let mode = Mode { dropout: self.config.dropout, seed: seed.wrapping_add(i as u64), ..keep };
             let out = self.model.forward(batch, &arch, mode)?;
-            let loss = distill_loss(task, &sandwich, &arch, out, &target, &batch.labels, &mask);
+            let loss =
+                distill_loss(task, &sandwich, self.config.label_smoothing, &arch, out, &target, &batch.labels, &mask);
             losses.push(scalar(&loss));
             accumulator
                 .accumulate(&self.model, GradientsParams::from_grads(loss.mul_scalar(share).backward(), &self.model));
@@ -562,8 +571,9 @@ fn scalar(t: &Tensor<1>) -> f64 {
     t.clone().into_scalar::<f32>() as f64
 }
 
-/// Cross-entropy (classification) or mean squared error (regression) against the labels.
-pub fn task_loss(task: Task, logits: Tensor<2>, labels: &[Label]) -> Tensor<1> {
+/// Cross-entropy (classification) or mean squared error (regression) against the labels; a
+/// classification target is smoothed by `smoothing` (see [`TrainConfig::label_smoothing`]).
+pub fn task_loss(task: Task, logits: Tensor<2>, labels: &[Label], smoothing: f64) -> Tensor<1> {
     let [rows, width] = logits.dims();
     let device = logits.device();
     if task.is_regression() {
@@ -571,14 +581,15 @@ pub fn task_loss(task: Task, logits: Tensor<2>, labels: &[Label]) -> Tensor<1> {
         let y = Tensor::<2>::from_data(TensorData::new(y, [rows, 1]), &device);
         return (logits.narrow(1, 0, 1) - y).powi_scalar(2).mean();
     }
-    let mut one_hot = vec![0.0f32; rows * width];
+    let spread = (smoothing / width as f64) as f32;
+    let mut target = vec![spread; rows * width];
     for (r, l) in labels.iter().enumerate() {
         if let Label::Class(c) = l {
-            one_hot[r * width + c] = 1.0;
+            target[r * width + c] += (1.0 - smoothing) as f32;
         }
     }
-    let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [rows, width]), &device);
-    (log_softmax(logits, 1) * one_hot).sum_dim(1).mean().neg()
+    let target = Tensor::<2>::from_data(TensorData::new(target, [rows, width]), &device);
+    (log_softmax(logits, 1) * target).sum_dim(1).mean().neg()
 }
 
 /// The distillation loss of one subnet against the teacher's outputs. `mask` is the batch's
@@ -586,6 +597,7 @@ pub fn task_loss(task: Task, logits: Tensor<2>, labels: &[Label]) -> Tensor<1> {
 fn distill_loss(
     task: Task,
     s: &Sandwich,
+    smoothing: f64,
     arch: &Arch,
     out: Output,
     target: &Output,
@@ -600,7 +612,7 @@ fn distill_loss(
         (log_softmax(out.logits.clone().div_scalar(t), 1) * soft).sum_dim(1).mean().neg().mul_scalar(t * t)
     };
     if s.hard_weight > 0.0 {
-        loss = loss + task_loss(task, out.logits, labels).mul_scalar(s.hard_weight);
+        loss = loss + task_loss(task, out.logits, labels, smoothing).mul_scalar(s.hard_weight);
     }
     let real = mask.clone().sum().clamp_min(1.0);
     // Only the last layers are compared: shared layer `l` belongs to subnets of every depth, so
@@ -650,5 +662,30 @@ mod tests {
         assert_eq!(archs[1].layers, 2);
         let err = config(&["L2-H128-A0-F512"]).validate().unwrap_err().to_string();
         assert!(err.contains("sandwich.fixed") && err.contains("L2-H128-A0-F512"), "{err}");
+    }
+
+    #[test]
+    fn label_smoothing_mixes_the_one_hot_target_with_the_uniform_one() {
+        let device = burn::tensor::Device::flex();
+        let rows = [[2.0f32, -1.0, 0.5], [0.0, 0.3, -0.7]];
+        let labels = [Label::Class(0), Label::Class(2)];
+        let logits = Tensor::<2>::from_data(TensorData::new(rows.concat(), [2, 3]), &device);
+        // -log softmax by hand, per row and class.
+        let nll: Vec<[f64; 3]> = rows
+            .iter()
+            .map(|r| {
+                let lse = r.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
+                [lse - r[0] as f64, lse - r[1] as f64, lse - r[2] as f64]
+            })
+            .collect();
+        let hard = (nll[0][0] + nll[1][2]) / 2.0;
+        let uniform = nll.iter().map(|n| n.iter().sum::<f64>() / 3.0).sum::<f64>() / 2.0;
+        for eps in [0.0, 0.1, 0.5] {
+            let got = scalar(&task_loss(Task::Trec, logits.clone(), &labels, eps));
+            let want = (1.0 - eps) * hard + eps * uniform;
+            assert!((got - want).abs() < 1e-5, "ε = {eps}: {got} vs {want}");
+        }
+        let bad = TrainConfig { label_smoothing: 1.0, ..TrainConfig::default() }.validate().unwrap_err();
+        assert!(bad.to_string().contains("label_smoothing"), "{bad}");
     }
 }

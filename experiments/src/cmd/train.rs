@@ -66,6 +66,9 @@ pub struct TrainArgs {
     /// only in it measure the spread of a recipe, or make the ingredients of a `canao soup`.
     #[arg(long)]
     seed: Option<u64>,
+    /// Label smoothing ε of the hard-label loss (0.1 is usual; 0: none).
+    #[arg(long)]
+    label_smoothing: Option<f64>,
     /// Keep a moving average of the weights with this decay per step (e.g. 0.999) and keep the
     /// average as the trained model.
     #[arg(long)]
@@ -148,6 +151,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     if let Some(v) = args.seed {
         config.seed = v;
+    }
+    if let Some(v) = args.label_smoothing {
+        config.label_smoothing = v;
     }
     if args.limit.is_some() {
         config.limit = args.limit;
