@@ -3,8 +3,8 @@
 #   bash benchmarks/sweep_device.sh prepare   # here: the teacher (as FP16) and SST-2 into .sweep/
 #   bash benchmarks/sweep_device.sh run       # there, with `.sweep` carried: the sweep, into $OUT
 # The teacher's FP32 file (91 MB) is over what the tool carries (64 MiB), so it travels as FP16 and
-# each run reads it back as FP32. PAR (runs at a time, default 14) and BUDGET (seconds, default
-# 470) tune the run.
+# each run reads it back as FP32. PAR (runs at a time, default 14), BUDGET (seconds, default 470),
+# RECIPES and SEEDS (comma-separated, default: all of sweep_teacher.py's, 17,18,19) tune the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -38,7 +38,7 @@ run)
   export PYTHONUNBUFFERED=1
   python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
   python3 benchmarks/sweep_teacher.py --teacher .sweep/teacher --data .sweep/data --out "$OUT/sweep.jsonl" \
-    --parallel "${PAR:-14}" --budget "${BUDGET:-470}" 2>&1 | tee "$OUT/sweep.log" ;;
+    --parallel "${PAR:-14}" --budget "${BUDGET:-470}" ${RECIPES:+--recipes "$RECIPES"} ${SEEDS:+--seeds "$SEEDS"} 2>&1 | tee "$OUT/sweep.log" ;;
 *)
   echo "usage: bash benchmarks/sweep_device.sh prepare|run" >&2
   exit 2 ;;
