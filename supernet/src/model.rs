@@ -9,8 +9,8 @@ use std::path::Path;
 
 use arch::hf::HfConfig;
 use arch::{Arch, TaskHead};
-use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -152,6 +152,16 @@ fn linear(inp: usize, out: usize, device: &Device) -> Linear {
     LinearConfig::new(inp, out).init(device)
 }
 
+/// A new task head as BERT initialises one (`initializer_range` 0.02, Devlin et al.; transformers'
+/// `BertForSequenceClassification`): weights drawn from N(0, 0.02²), biases zero, where burn's
+/// default draws weights and biases uniformly in ±1/√h (a standard deviation of 0.03 for h = 384).
+fn fresh_head(inp: usize, out: usize, device: &Device) -> Linear {
+    let mut head =
+        LinearConfig::new(inp, out).with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 }).init(device);
+    head.bias = Some(Param::from_tensor(Tensor::zeros([out], device)));
+    head
+}
+
 fn dense_norm(inp: usize, out: usize, eps: f64, device: &Device) -> DenseNorm {
     DenseNorm { dense: linear(inp, out, device), layer_norm: LayerNormConfig::new(out).with_epsilon(eps).init(device) }
 }
@@ -187,7 +197,7 @@ impl Supernet {
             },
             encoder: Encoder { layer: (0..max.layers).map(layer).collect() },
             pooler: Dense { dense: linear(h, h, device) },
-            classifier: linear(h, max.task.output_width(h).max(1), device),
+            classifier: fresh_head(h, max.task.output_width(h).max(1), device),
             max: max.clone(),
             eps,
         })
