@@ -9,11 +9,11 @@ use std::path::Path;
 
 use arch::hf::HfConfig;
 use arch::{Arch, TaskHead};
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::tanh;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -152,6 +152,22 @@ fn linear(inp: usize, out: usize, device: &Device) -> Linear {
     LinearConfig::new(inp, out).init(device)
 }
 
+/// Casts every float parameter that is not F32 to F32.
+struct ToF32;
+
+impl ModuleMapper for ToF32 {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if param.val().dtype() == DType::F32 {
+            return param;
+        }
+        // A leaf again after the cast (not a node of the autodiff graph), trainable as it was.
+        param.map(|t| {
+            let trainable = t.is_require_grad();
+            t.cast(DType::F32).detach().set_require_grad(trainable)
+        })
+    }
+}
+
 /// A new task head as BERT initialises one (`initializer_range` 0.02, Devlin et al.; transformers'
 /// `BertForSequenceClassification`): weights drawn from N(0, 0.02²), biases zero, where burn's
 /// default draws weights and biases uniformly in ±1/√h (a standard deviation of 0.03 for h = 384).
@@ -229,7 +245,9 @@ impl Supernet {
         }
         let mut net = Supernet::init(&max, config.layer_norm_eps, device)?;
         net.load(SafetensorsStore::from_file(&weights), same_head, &weights)?;
-        Ok(net)
+        // burn-store keeps a tensor's stored precision: a checkpoint saved in FP16 or BF16 (as
+        // many on the Hub are) is brought to the F32 that training and evaluation run in.
+        Ok(net.map(&mut ToF32))
     }
 
     /// The weights of a training checkpoint folder (`model.bpk` and `max.json`, as
@@ -418,4 +436,79 @@ fn sliced(lin: &Linear, x: Tensor<2>, inp: usize, out: usize) -> Tensor<2> {
 /// keeps everything (the largest subnet, the teacher).
 fn prefix<const D: usize>(t: Tensor<D>, dim: usize, len: usize) -> Tensor<D> {
     if t.dims()[dim] == len { t } else { t.narrow(dim, 0, len) }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a test: a failure should stop it loudly
+mod tests {
+    use super::*;
+    use crate::data::Task;
+
+    /// Writes `tensors` as a Hugging Face directory with `config.json`, stored as `dtype`.
+    fn write_dir(dir: &Path, arch: &Arch, tensors: &[crate::export::Named], dtype: DType) {
+        let device = Device::flex();
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .iter()
+            .map(|(name, shape, values)| {
+                let t = Tensor::<1>::from_data(TensorData::new(values.clone(), [values.len()]), &device);
+                let t = t.cast(dtype);
+                (name.clone(), shape.clone(), t.into_data().as_bytes().to_vec())
+            })
+            .collect();
+        let dtype = match dtype {
+            DType::F16 => safetensors::Dtype::F16,
+            DType::BF16 => safetensors::Dtype::BF16,
+            _ => safetensors::Dtype::F32,
+        };
+        let views: Vec<_> = bytes
+            .iter()
+            .map(|(name, shape, b)| {
+                (name.clone(), safetensors::tensor::TensorView::new(dtype, shape.clone(), b).unwrap())
+            })
+            .collect();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
+        std::fs::write(dir.join("config.json"), HfConfig::from_arch(arch).to_json()).unwrap();
+    }
+
+    #[test]
+    fn a_half_precision_checkpoint_loads_as_f32() {
+        let device = Device::flex();
+        let mut arch = Arch::parse("L2-H32-A2-F64-D16-S8").unwrap();
+        arch.task = TaskHead::Classification { labels: 2 };
+        let net = Supernet::init(&arch, 1e-12, &device).unwrap();
+        let tensors = crate::export::subnet_tensors(&net, &arch).unwrap();
+        let mask = vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0];
+        let batch = Batch::unlabelled(vec![1, 5, 7, 2, 1, 3, 0, 0], vec![0; 8], mask, 8);
+        let logits = |net: &Supernet| -> Vec<f32> {
+            net.forward(&batch, &arch, Mode::default()).unwrap().logits.into_data().try_into_vec().unwrap()
+        };
+        for half in [DType::F16, DType::BF16] {
+            // The same values rounded to half precision, stored once so and once as F32.
+            let rounded: Vec<crate::export::Named> = tensors
+                .iter()
+                .map(|(name, shape, values)| {
+                    let t = Tensor::<1>::from_data(TensorData::new(values.clone(), [values.len()]), &device);
+                    (name.clone(), shape.clone(), t.cast(half).cast(DType::F32).into_data().try_into_vec().unwrap())
+                })
+                .collect();
+            let scratch = tempfile::tempdir().unwrap();
+            let (half_dir, full_dir) = (scratch.path().join("half"), scratch.path().join("f32"));
+            write_dir(&half_dir, &arch, &tensors, half);
+            write_dir(&full_dir, &arch, &rounded, DType::F32);
+            let from_half = Supernet::from_pretrained(&half_dir, arch.task, &device).unwrap();
+            let from_full = Supernet::from_pretrained(&full_dir, arch.task, &device).unwrap();
+            assert_eq!(from_half.classifier.weight.val().dtype(), DType::F32);
+            assert_eq!(logits(&from_half), logits(&from_full), "{half:?}: loads as its values in F32");
+            // And it trains: the cast parameters are leaves of the autodiff graph, not nodes of it.
+            let trainable = Supernet::from_pretrained(&half_dir, arch.task, &device.clone().autodiff()).unwrap();
+            let out = trainable.forward(&batch, &arch, Mode::default()).unwrap();
+            let grads = crate::train::task_loss(Task::Sst2, out.logits, &[crate::Label::Class(0)], 0.0).backward();
+            assert!(trainable.classifier.weight.val().grad(&grads).is_some(), "{half:?}: the head has a gradient");
+            assert!(
+                trainable.embeddings.word_embeddings.weight.val().grad(&grads).is_some(),
+                "{half:?}: so do the embeddings"
+            );
+        }
+    }
 }
