@@ -67,13 +67,6 @@ def main():
                        "--json", "--threads", "1", "--seed", str(seed), "--eval-every", "100000"]
                 cmd += [x for k, v in flags.items() for x in (f"--{k}", str(v))]
                 running.append((name, seed, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)))
-            if time.time() - start >= a.budget:
-                queue.clear()
-                for name, seed, p in running:
-                    p.kill()
-                    print(f"{name} seed {seed}: stopped at the budget", file=sys.stderr)
-                running = []
-                break
             time.sleep(1)
             for item in list(running):
                 name, seed, p = item
@@ -90,6 +83,13 @@ def main():
                 out.flush()
                 print(f"{time.time() - start:5.0f} s  {name:24} seed {seed}: {100 * r['dev_accuracy']:.2f} % "
                       f"({r['seconds']:.0f} s)", file=sys.stderr, flush=True)
+            # Runs that finished are collected above first, so that none is counted as stopped.
+            if time.time() - start >= a.budget:
+                queue.clear()
+                for name, seed, p in running:
+                    p.kill()
+                    print(f"{name} seed {seed}: stopped at the budget", file=sys.stderr)
+                running = []
     print(f"\n| recipe | runs | mean | lowest | highest |\n| --- | --- | --- | --- | --- |")
     for name in names:
         accs = [100 * r["dev_accuracy"] for r in results if r["recipe"] == name]
