@@ -34,6 +34,8 @@ pub struct Encoder {
     tokenizer: Tokenizer,
     /// `[PAD]`'s id.
     pub pad: u32,
+    /// `[MASK]`'s id, when the vocabulary has one (masking augmentation needs it).
+    pub mask: Option<u32>,
     /// Longest sequence, special tokens included.
     pub max_len: usize,
 }
@@ -48,7 +50,8 @@ impl Encoder {
             .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
             .map_err(|e| load_err(e.to_string()))?;
         let pad = tokenizer.token_to_id("[PAD]").ok_or_else(|| load_err("no [PAD] token in the vocabulary".into()))?;
-        Ok(Encoder { tokenizer, pad, max_len })
+        let mask = tokenizer.token_to_id("[MASK]");
+        Ok(Encoder { tokenizer, pad, mask, max_len })
     }
 
     /// The vocabulary size, special tokens included.
@@ -127,6 +130,50 @@ impl Batch {
     pub fn tokens(&self) -> usize {
         self.mask.iter().filter(|&&m| m > 0.0).count()
     }
+
+    /// A copy with the augmentations of Tang et al. (2019, "Distilling Task-Specific Knowledge
+    /// from BERT into Simple Neural Networks"), drawn from `rng`: with probability `ngram` a
+    /// single-sentence row is cut to one of its n-grams (n uniform in 1..=5 word pieces), then each
+    /// word piece becomes `mask_id` with probability `mask`. `[CLS]` and the `[SEP]`s stay; the
+    /// shape stays (a cut row is padded with `pad`). An augmented row keeps its label, though only
+    /// a teacher's output on it is a fit target.
+    pub fn augmented(&self, rng: &mut ChaCha8Rng, mask_id: u32, mask: f64, ngram: f64, pad: u32) -> Batch {
+        use rand::Rng;
+        let mut out = self.clone();
+        for r in 0..self.rows {
+            let row = r * self.seq..(r + 1) * self.seq;
+            let n = self.mask[row.clone()].iter().filter(|&&m| m > 0.0).count();
+            let single = self.types[row.clone()].iter().all(|&t| t == 0);
+            // [CLS] w₁ … wₖ [SEP]: the words are positions 1..n-1.
+            if single && n > 3 && rng.random_bool(ngram) {
+                let words = n - 2;
+                let len = rng.random_range(1..=words.min(5));
+                let start = 1 + rng.random_range(0..=words - len);
+                let ids = &self.ids[row.clone()];
+                let cut: Vec<u32> = std::iter::once(ids[0])
+                    .chain(ids[start..start + len].iter().copied())
+                    .chain(std::iter::once(ids[n - 1]))
+                    .collect();
+                let dst = &mut out.ids[row.clone()];
+                dst.fill(pad);
+                dst[..cut.len()].copy_from_slice(&cut);
+                let m = &mut out.mask[row.clone()];
+                m.fill(0.0);
+                m[..cut.len()].fill(1.0);
+            }
+            if mask > 0.0 {
+                let n = out.mask[row.clone()].iter().filter(|&&m| m > 0.0).count();
+                // The pair's middle [SEP] is the last token of type 0.
+                let middle = (!single).then(|| self.types[row.clone()].iter().rposition(|&t| t == 0)).flatten();
+                for p in 1..n.saturating_sub(1) {
+                    if Some(p) != middle && rng.random_bool(mask) {
+                        out.ids[row.start + p] = mask_id;
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// How many batches a bucket spans: examples are sorted by length within a window of this many
@@ -189,5 +236,58 @@ mod tests {
         let padded: usize = plan_a.iter().map(|b| Batch::new(&examples, b.clone(), 0).ids.len()).sum();
         let real: usize = examples.iter().map(|e| e.ids.len()).sum();
         assert!((padded as f64) < 1.1 * real as f64, "bucketing keeps padding low: {padded} vs {real}");
+    }
+
+    /// `[CLS]` = 1, words 10.., `[SEP]` = 2, `[MASK]` = 3, `[PAD]` = 0.
+    fn sentence(words: usize) -> Encoded {
+        let ids = std::iter::once(1).chain(10..10 + words as u32).chain(std::iter::once(2)).collect::<Vec<_>>();
+        Encoded { types: vec![0; ids.len()], ids, label: Label::Class(1) }
+    }
+
+    #[test]
+    fn augmentation_masks_words_and_cuts_ngrams_but_keeps_special_tokens() {
+        let examples: Vec<Encoded> = (0..200).map(|i| sentence(3 + i % 20)).collect();
+        let b = Batch::new(&examples, (0..200).collect(), 0);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let a = b.augmented(&mut rng, 3, 0.1, 0.25, 0);
+        assert_eq!((a.rows, a.seq, &a.labels), (b.rows, b.seq, &b.labels));
+        let (mut cut, mut masked, mut words) = (0, 0, 0);
+        for r in 0..a.rows {
+            let row = &a.ids[r * a.seq..(r + 1) * a.seq];
+            let n = a.mask[r * a.seq..(r + 1) * a.seq].iter().filter(|&&m| m > 0.0).count();
+            assert!(a.mask[r * a.seq..r * a.seq + n].iter().all(|&m| m == 1.0), "real tokens first");
+            assert!(row[n..].iter().all(|&t| t == 0), "padding after them");
+            assert_eq!((row[0], row[n - 1]), (1, 2), "row {r} keeps [CLS] and [SEP]");
+            let inner = &row[1..n - 1];
+            assert!(!inner.is_empty());
+            let original = examples[r].ids.len();
+            if n < original {
+                cut += 1;
+                assert!(inner.len() <= 5, "an n-gram of at most 5: {inner:?}");
+            }
+            // The kept words are consecutive in the original, masks aside.
+            let kept: Vec<u32> = inner.iter().copied().filter(|&t| t != 3).collect();
+            assert!(kept.windows(2).all(|w| w[1] > w[0]), "row {r}: {inner:?}");
+            masked += inner.iter().filter(|&&t| t == 3).count();
+            words += inner.len();
+        }
+        let (cut, masked) = (cut as f64 / 200.0, masked as f64 / words as f64);
+        assert!((0.15..0.35).contains(&cut), "a quarter of the rows cut: {cut}");
+        assert!((0.05..0.15).contains(&masked), "a tenth of the words masked: {masked}");
+        let again = b.augmented(&mut ChaCha8Rng::seed_from_u64(5), 3, 0.1, 0.25, 0);
+        assert_eq!(again.ids, a.ids, "the same draw from the same seed");
+        let none = b.augmented(&mut rng, 3, 0.0, 0.0, 0);
+        assert_eq!((none.ids, none.mask), (b.ids.clone(), b.mask.clone()), "zero probabilities change nothing");
+    }
+
+    #[test]
+    fn augmentation_never_masks_the_separator_of_a_pair_nor_cuts_it() {
+        // [CLS] a b [SEP] c d [SEP], token types 0 0 0 0 1 1 1.
+        let pair =
+            Encoded { ids: vec![1, 10, 11, 2, 12, 13, 2], types: vec![0, 0, 0, 0, 1, 1, 1], label: Label::Class(0) };
+        let b = Batch::new(&[pair], vec![0], 0);
+        let a = b.augmented(&mut ChaCha8Rng::seed_from_u64(1), 3, 1.0, 1.0, 0);
+        assert_eq!(a.ids, vec![1, 3, 3, 2, 3, 3, 2]);
+        assert_eq!(a.mask, b.mask);
     }
 }

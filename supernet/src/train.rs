@@ -53,6 +53,15 @@ pub struct Sandwich {
     /// Subnets trained at every step besides those (compact strings, `L4-H256-A4-F1024-D32`):
     /// sizes the search must serve well, which random samples of a large space rarely hit.
     pub fixed: Vec<String>,
+    /// Weight of each `fixed` subnet's loss in the step's gradient (the others weigh 1): a larger
+    /// share of the shared weights' updates for the sizes the search must serve.
+    pub fixed_weight: f64,
+    /// Augmentation of the training batches (Tang et al. 2019), which teacher and subnets then
+    /// see alike: the probability that a word piece becomes `[MASK]`…
+    pub augment_mask: f64,
+    /// … and that a single sentence is cut to one of its n-grams (n in 1..=5 word pieces). Both
+    /// leave the gold labels unfit, so they need `hard_weight: 0`.
+    pub augment_ngram: f64,
     /// Softmax temperature of logit distillation.
     pub temperature: f64,
     /// Weight of the hard-label loss beside logit distillation (0: distillation only).
@@ -77,6 +86,11 @@ pub struct Sandwich {
 }
 
 impl Sandwich {
+    /// Whether training batches are augmented.
+    pub fn augments(&self) -> bool {
+        self.augment_mask > 0.0 || self.augment_ngram > 0.0
+    }
+
     /// The `fixed` subnets, parsed; a string that is no arch is a config error naming it.
     pub fn fixed_archs(&self) -> Result<Vec<Arch>, TrainError> {
         self.fixed
@@ -92,6 +106,9 @@ impl Default for Sandwich {
             space: SearchSpace::default(),
             random: 2,
             fixed: Vec::new(),
+            fixed_weight: 1.0,
+            augment_mask: 0.0,
+            augment_ngram: 0.0,
             temperature: 1.0,
             hard_weight: 0.0,
             hidden_weight: 0.0,
@@ -200,6 +217,17 @@ impl TrainConfig {
                 return bad("`sandwich.temperature` must be > 0");
             }
             s.fixed_archs()?;
+            if !(s.fixed_weight.is_finite() && s.fixed_weight >= 0.0) {
+                return bad("`sandwich.fixed_weight` must be a finite number ≥ 0");
+            }
+            for (name, p) in [("augment_mask", s.augment_mask), ("augment_ngram", s.augment_ngram)] {
+                if !(0.0..=1.0).contains(&p) {
+                    return bad(&format!("`sandwich.{name}` is a probability: it must be in [0, 1]"));
+                }
+            }
+            if s.augments() && s.hard_weight > 0.0 {
+                return bad("`sandwich.augment_*` needs `hard_weight: 0`: an augmented sentence has no gold label");
+            }
         }
         Ok(())
     }
@@ -264,6 +292,8 @@ pub struct Trainer {
     train: Vec<Encoded>,
     dev: Vec<Encoded>,
     pad: u32,
+    /// `[MASK]`'s id, for masking augmentation.
+    mask_token: Option<u32>,
     dir: PathBuf,
 }
 
@@ -323,7 +353,19 @@ impl Trainer {
         let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5a5a);
         let progress = Progress { step: 0, total_steps, epoch: 0, batch: 0, rng, log: vec![] };
         let average = config.ema.map(|_| model.valid());
-        Ok(Trainer { config, model, average, optim, teacher, progress, train, dev, pad, dir: dir.to_path_buf() })
+        let dir = dir.to_path_buf();
+        Ok(Trainer { config, model, average, optim, teacher, progress, train, dev, pad, mask_token: None, dir })
+    }
+
+    /// Sets `[MASK]`'s id (see [`crate::Encoder::mask`]); a config that masks needs one.
+    pub fn with_mask_token(mut self, id: Option<u32>) -> Result<Trainer, TrainError> {
+        if id.is_none() && self.config.sandwich.as_ref().is_some_and(|s| s.augment_mask > 0.0) {
+            return Err(TrainError::Config(
+                "`sandwich.augment_mask` needs a [MASK] token, and the tokenizer has none".into(),
+            ));
+        }
+        self.mask_token = id;
+        Ok(self)
     }
 
     /// Continues the run checkpointed under `dir` (its config, weights, optimizer, RNG and data
@@ -481,6 +523,20 @@ impl Trainer {
             let value = scalar(&loss);
             return Ok((vec![value], GradientsParams::from_grads(loss.mul_scalar(share).backward(), &self.model)));
         };
+        let augmented;
+        let batch = if sandwich.augments() {
+            // Drawn, like the dropout masks, from the seed and the data position.
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xa0a0_5e5e);
+            let id = match (self.mask_token, sandwich.augment_mask > 0.0) {
+                (Some(id), _) => id,
+                (None, false) => self.pad,
+                (None, true) => return Err(TrainError::Config("masking augmentation without a [MASK] token".into())),
+            };
+            augmented = batch.augmented(&mut rng, id, sandwich.augment_mask, sandwich.augment_ngram, self.pad);
+            &augmented
+        } else {
+            batch
+        };
         let mask = Tensor::<2>::from_data(
             TensorData::new(batch.mask.clone(), [batch.rows * batch.seq, 1]),
             &self.model.device(),
@@ -497,6 +553,7 @@ impl Trainer {
         for _ in 0..sandwich.random {
             archs.push(sandwich.space.sample(&mut self.progress.rng));
         }
+        let first_fixed = archs.len();
         archs.extend(sandwich.fixed_archs()?);
         let mut accumulator = GradientsAccumulator::<Supernet>::new();
         let mut losses = Vec::with_capacity(archs.len());
@@ -507,8 +564,9 @@ impl Trainer {
             let loss =
                 distill_loss(task, &sandwich, self.config.label_smoothing, &arch, out, &target, &batch.labels, &mask);
             losses.push(scalar(&loss));
-            accumulator
-                .accumulate(&self.model, GradientsParams::from_grads(loss.mul_scalar(share).backward(), &self.model));
+            let weight = if i >= first_fixed { sandwich.fixed_weight } else { 1.0 };
+            let grads = loss.mul_scalar(share * weight).backward();
+            accumulator.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
         }
         Ok((losses, accumulator.grads()))
     }

@@ -119,18 +119,34 @@ fn tiny(device: &Device) -> Supernet {
     Supernet::init(&max, 1e-12, device).unwrap()
 }
 
-#[test]
-fn a_resumed_run_continues_exactly() {
-    let Some((_, encoder, train, dev)) = sst2(50) else { return };
-    let device = Device::flex().autodiff();
-    let space = SearchSpace {
+/// A search space inside [`tiny`].
+fn tiny_space() -> SearchSpace {
+    SearchSpace {
         layers: vec![1, 2],
         hidden: vec![32, 64],
         heads: vec![1, 2],
         ffn: vec![64, 128],
         ..SearchSpace::default()
+    }
+}
+
+#[test]
+fn a_resumed_run_continues_exactly() {
+    let Some((_, encoder, train, dev)) = sst2(50) else { return };
+    let device = Device::flex().autodiff();
+    let space = tiny_space();
+    // The third trains a fixed subnet at a weight of its own on augmented batches, whose draws
+    // must resume exactly too.
+    let augmented = Sandwich {
+        space: space.clone(),
+        random: 1,
+        fixed: vec!["L1-H32-A1-F64-D32".into()],
+        fixed_weight: 2.0,
+        augment_mask: 0.2,
+        augment_ngram: 0.3,
+        ..Sandwich::default()
     };
-    for sandwich in [None, Some(Sandwich { space, random: 2, ..Sandwich::default() })] {
+    for sandwich in [None, Some(Sandwich { space, random: 2, ..Sandwich::default() }), Some(augmented)] {
         let config = TrainConfig {
             epochs: 2.0,
             batch_size: 8,
@@ -155,16 +171,22 @@ fn a_resumed_run_continues_exactly() {
             encoder.pad,
             &straight_dir,
         )
+        .unwrap()
+        .with_mask_token(encoder.mask)
         .unwrap();
         straight.run(None, true).unwrap();
 
         let (_scratch, dir) = tmp("resumed");
         let config_has_ema = config.ema.is_some();
-        let mut first =
-            Trainer::new(config, start.clone(), teacher(), train.clone(), dev.clone(), encoder.pad, &dir).unwrap();
+        let mut first = Trainer::new(config, start.clone(), teacher(), train.clone(), dev.clone(), encoder.pad, &dir)
+            .unwrap()
+            .with_mask_token(encoder.mask)
+            .unwrap();
         first.run(Some(2), true).unwrap(); // stops mid-epoch-one (3 steps per epoch) and checkpoints
-        let mut resumed =
-            Trainer::resume(&dir, tiny(&device), teacher(), train.clone(), dev.clone(), encoder.pad).unwrap();
+        let mut resumed = Trainer::resume(&dir, tiny(&device), teacher(), train.clone(), dev.clone(), encoder.pad)
+            .unwrap()
+            .with_mask_token(encoder.mask)
+            .unwrap();
         assert_eq!(resumed.progress.step, 2);
         resumed.run(None, true).unwrap();
         assert_eq!(resumed.progress.step, straight.progress.step);
@@ -183,4 +205,53 @@ fn a_resumed_run_continues_exactly() {
         let losses = |t: &Trainer| t.progress.log.iter().map(|e| e.loss).collect::<Vec<_>>();
         assert_eq!(losses(&straight), losses(&resumed));
     }
+}
+
+/// A `fixed` subnet at weight 0 adds nothing to the step: the same weights as without it. At
+/// weight 3 it moves them, and a masking config without a `[MASK]` token is refused.
+#[test]
+fn the_fixed_subnets_weigh_as_configured() {
+    let Some((_, encoder, train, dev)) = sst2(20) else { return };
+    let device = Device::flex().autodiff();
+    let space = tiny_space();
+    let start = tiny(&device);
+    let run = |fixed: Vec<String>, fixed_weight: f64| {
+        let sandwich = Sandwich { space: space.clone(), random: 0, fixed, fixed_weight, ..Sandwich::default() };
+        let config = TrainConfig {
+            epochs: 1.0,
+            batch_size: 8,
+            lr: 1e-3,
+            limit: Some(16),
+            checkpoint_every: 0,
+            eval_every: 0,
+            sandwich: Some(sandwich),
+            ..TrainConfig::default()
+        };
+        let teacher = tiny(&Device::flex()).load_record(start.valid().into_record());
+        let (_scratch, dir) = tmp("weights");
+        let mut t =
+            Trainer::new(config, start.clone(), Some(teacher), train.clone(), dev.clone(), encoder.pad, &dir).unwrap();
+        t.run(None, true).unwrap();
+        subnet_tensors(&t.model.valid(), &t.model.max).unwrap()
+    };
+    let fixed = || vec!["L1-H32-A1-F64-D32".to_string()];
+    let (plain, zero, three) = (run(vec![], 1.0), run(fixed(), 0.0), run(fixed(), 3.0));
+    let differs = |a: &[(String, Vec<usize>, Vec<f32>)], b: &[(String, Vec<usize>, Vec<f32>)]| {
+        a.iter().zip(b).any(|((_, _, x), (_, _, y))| x != y)
+    };
+    assert!(!differs(&plain, &zero), "a fixed subnet at weight 0 changed the weights");
+    assert!(differs(&plain, &three), "a fixed subnet at weight 3 left the weights as they were");
+
+    let masking = TrainConfig {
+        sandwich: Some(Sandwich { space: space.clone(), augment_mask: 0.1, ..Sandwich::default() }),
+        ..TrainConfig::default()
+    };
+    let teacher = tiny(&Device::flex());
+    let (_scratch, dir) = tmp("masking");
+    let err = Trainer::new(masking, start.clone(), Some(teacher), train, dev, encoder.pad, &dir)
+        .unwrap()
+        .with_mask_token(None)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("[MASK]"), "{err}");
 }

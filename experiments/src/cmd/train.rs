@@ -262,7 +262,8 @@ pub fn run_phase(run: &PhaseRun) -> Result<serde_json::Value> {
             );
         }
         Trainer::new(config, model, teacher_net, train, dev, encoder.pad, out)?
-    };
+    }
+    .with_mask_token(encoder.mask)?;
     // The run keeps its tokenizer beside its checkpoints, so that they can be evaluated as they are.
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write_atomic(
