@@ -746,4 +746,22 @@ mod tests {
         let bad = TrainConfig { label_smoothing: 1.0, ..TrainConfig::default() }.validate().unwrap_err();
         assert!(bad.to_string().contains("label_smoothing"), "{bad}");
     }
+
+    #[test]
+    fn bad_weights_and_augmentations_are_config_errors() {
+        let with = |s: Sandwich| TrainConfig { sandwich: Some(s), ..TrainConfig::default() }.validate();
+        for (sandwich, field) in [
+            (Sandwich { fixed_weight: -1.0, ..Sandwich::default() }, "fixed_weight"),
+            (Sandwich { fixed_weight: f64::NAN, ..Sandwich::default() }, "fixed_weight"),
+            (Sandwich { augment_mask: 1.5, ..Sandwich::default() }, "augment_mask"),
+            (Sandwich { augment_ngram: -0.1, ..Sandwich::default() }, "augment_ngram"),
+            (Sandwich { augment_ngram: 0.2, hard_weight: 0.5, ..Sandwich::default() }, "hard_weight"),
+        ] {
+            let err = with(sandwich).unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
+        assert!(
+            with(Sandwich { fixed_weight: 3.0, augment_mask: 0.1, augment_ngram: 0.25, ..Sandwich::default() }).is_ok()
+        );
+    }
 }
