@@ -18,25 +18,22 @@ stamp "building canao (release)"
 cargo build --release -p experiments --quiet
 canao=target/release/canao
 
-teacher=$out/teacher
-if [[ -f $teacher/model/config.json ]]; then
-    stamp "teacher done before: $teacher/model"
-else
-    resume=(); [[ -d $teacher ]] && resume=(--resume)
-    stamp "teacher phase -> $teacher"
-    "$canao" train --phase teacher --task sst2 --config experiments/train/sst2-teacher.ron \
-        --out "$teacher" --quiet "${resume[@]}"
-fi
+# train PHASE CONFIG [ARGS...]: one training phase into $out/PHASE, reused when its model is there
+# and resumed when a run of it was interrupted.
+train() {
+    local phase=$1 config=$2 dir=$out/$1; shift 2
+    if [[ -f $dir/model/config.json ]]; then
+        stamp "$phase done before: $dir/model"
+        return
+    fi
+    local resume=(); [[ -d $dir ]] && resume=(--resume)
+    stamp "$phase phase -> $dir"
+    "$canao" train --phase "$phase" --task sst2 --config "$config" --out "$dir" --quiet "$@" "${resume[@]}"
+}
 
+train teacher experiments/train/sst2-teacher.ron
+train supernet experiments/train/sst2-supernet-3ep.ron --from "$out/teacher/model"
 supernet=$out/supernet
-if [[ -f $supernet/model/config.json ]]; then
-    stamp "supernet done before: $supernet/model"
-else
-    resume=(); [[ -d $supernet ]] && resume=(--resume)
-    stamp "supernet phase -> $supernet"
-    "$canao" train --phase supernet --task sst2 --config experiments/train/sst2-supernet-3ep.ron \
-        --from "$teacher/model" --out "$supernet" --quiet "${resume[@]}"
-fi
 
 stamp "scoring the goal sizes with inherited weights"
 archs=(L6-H384-A12-F1536-D32 L4-H384-A12-F1536-D32 L6-H256-A8-F1024-D32 L4-H256-A8-F1024-D32
