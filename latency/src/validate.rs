@@ -56,8 +56,10 @@ pub struct Drift {
     pub drift: f64,
     /// Calibration programs measured again.
     pub probes: usize,
-    /// Shares within ±5 % and ±10 % of `measured / (1 + drift)`: what the predictor would score
-    /// had the machine run as fast as at calibration. A diagnostic, not the validation's result.
+    /// RMSPE and shares within ±5 % and ±10 % against `measured / (1 + drift)`: what the predictor
+    /// would score had the machine run as fast as at calibration. A diagnostic, not the
+    /// validation's result.
+    pub rmspe_at_calibration_speed: f64,
     pub within_5_at_calibration_speed: f64,
     pub within_10_at_calibration_speed: f64,
 }
@@ -121,20 +123,19 @@ impl Validation {
         let mid = ratios.len() / 2;
         let median = if ratios.len() % 2 == 1 { ratios[mid] } else { (ratios[mid - 1] + ratios[mid]) / 2.0 };
         let n = self.rows.len().max(1) as f64;
-        let within = |t: f64| {
-            let ok = self.rows.iter().filter(|r| (r.predicted_ms * median / r.measured_ms - 1.0).abs() <= t).count();
-            ok as f64 / n
-        };
+        let errors: Vec<f64> = self.rows.iter().map(|r| r.predicted_ms * median / r.measured_ms - 1.0).collect();
+        let within = |t: f64| errors.iter().filter(|e| e.abs() <= t).count() as f64 / n;
         self.drift = Some(Drift {
             drift: median - 1.0,
             probes: ratios.len(),
+            rmspe_at_calibration_speed: (errors.iter().map(|e| e * e).sum::<f64>() / n).sqrt(),
             within_5_at_calibration_speed: within(0.05),
             within_10_at_calibration_speed: within(0.10),
         });
         self
     }
 
-    /// The rows as CSV text (`arch,predicted_ms,measured_ms,relative_error,extrapolated`).
+    /// The rows as CSV text (`arch,predicted_ms,lookup_ms,measured_ms,relative_error,extrapolated`).
     pub fn to_csv(&self) -> String {
         let mut out = String::from("arch,predicted_ms,lookup_ms,measured_ms,relative_error,extrapolated\n");
         for r in &self.rows {
@@ -281,6 +282,9 @@ mod tests {
         let d = v.drift.clone().unwrap();
         assert!((d.drift - 0.08).abs() < 1e-12 && d.probes == 5, "{d:?}");
         assert_eq!((d.within_5_at_calibration_speed, d.within_10_at_calibration_speed), (0.75, 0.75));
+        // Three rows exact at calibration speed, the fourth off by 1.08 / 1.30 − 1.
+        let expected = ((1.08f64 / 1.30 - 1.0).powi(2) / 4.0).sqrt();
+        assert!((d.rmspe_at_calibration_speed - expected).abs() < 1e-12, "{d:?}");
         assert_eq!(v.within_5, 0.0, "the validation's own result is untouched");
         assert!(Validation::from_rows(vec![row(1.0, 1.0)]).with_drift(&[]).drift.is_none());
     }

@@ -301,9 +301,10 @@ pub fn validate_cmd(args: ValidateArgs) -> Result<()> {
     );
     if let Some(d) = &v.drift {
         println!(
-            "this machine ran {} calibration programs {:+.1}% against calibration time; at calibration speed: within ±5% {:.0}%, within ±10% {:.0}% (a diagnostic: the result is the line above)",
+            "this machine ran {} calibration programs {:+.1}% against calibration time; at calibration speed: RMSPE {:.2}%, within ±5% {:.0}%, within ±10% {:.0}% (a diagnostic: the result is the line above)",
             d.probes,
             d.drift * 100.0,
+            d.rmspe_at_calibration_speed * 100.0,
             d.within_5_at_calibration_speed * 100.0,
             d.within_10_at_calibration_speed * 100.0
         );
