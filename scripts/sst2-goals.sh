@@ -2,7 +2,7 @@
 # Issue 3's accuracy goals on SST-2, end to end and unattended: build canao, fine-tune the teacher
 # (experiments/train/sst2-teacher.ron, 90.48 % dev), train the three-epoch supernet
 # (experiments/train/sst2-supernet-3ep.ron) from it and score the goal sizes with inherited weights.
-# About two and a quarter hours on a 2-core machine (build 13 min, teacher 19-28, supernet ~85).
+# About two and a third hours on a 2-core machine (2026-11-29: build 11 min, teacher 31, supernet 95).
 # Each stage that has finished is reused and an interrupted one resumes, so running it again after
 # a stop continues where it was. Logs and results go under runs/ (override with OUT=...).
 #   bash scripts/sst2-goals.sh            # then: tail -f runs/sst2-goals/log
